@@ -1,0 +1,3 @@
+from assetd.cli import main
+
+main()

@@ -1,0 +1,106 @@
+"""create_app(settings): the only place where engines, stores and clients are built."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio.to_thread
+import sqlalchemy as sa
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from assetd import __version__
+from assetd.api import api_router, compat_routers
+from assetd.assets.signing import UrlSigner
+from assetd.assets.sniff import Sniffer
+from assetd.auth.cache import PrincipalCache
+from assetd.auth.jwt import JWTVerifier
+from assetd.config import Settings
+from assetd.context import AppContext
+from assetd.db.session import Database
+from assetd.logging import configure_logging
+from assetd.middleware import Metrics, RequestContextMiddleware
+from assetd.problems import install_problem_handlers, problem
+from assetd.storage.base import BlobStorage
+from assetd.storage.factory import storage_from_settings
+
+
+def signing_secret(settings: Settings) -> bytes:
+    """The configured secret, or one generated once and kept beside the data (embedded shape)."""
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value().encode()
+    path = Path(settings.data_dir) / "secret.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
+def create_app(settings: Settings, *, storage: BlobStorage | None = None) -> FastAPI:
+    configure_logging(settings.log_level, json=settings.log_json)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.resolved_database_url())
+        if storage is not None:
+            store = storage
+        else:
+            store = await anyio.to_thread.run_sync(storage_from_settings, settings)
+        app.state.context = AppContext(
+            settings=settings,
+            db=db,
+            storage=store,
+            signer=UrlSigner(signing_secret(settings)),
+            sniffer=Sniffer(),
+            jwt=JWTVerifier(settings),
+            principals=PrincipalCache(settings.api_key_cache_seconds),
+        )
+        try:
+            yield
+        finally:
+            await db.dispose()
+            if storage is None:
+                store.close()
+
+    app = FastAPI(
+        title="assetd",
+        version=__version__,
+        summary="Multi-tenant digital asset service",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.include_router(api_router, prefix="/v1")
+    for router in compat_routers:
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["operations"], summary="200 once the server is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], summary="200 when the database and store answer")
+    async def readyz(request: Request) -> Response:
+        context: AppContext = request.app.state.context
+        try:
+            async with context.db.session(write=False) as session:
+                await session.execute(sa.text("SELECT 1"))
+            await anyio.to_thread.run_sync(
+                lambda: next(iter(context.storage.list("_ready/")), None)
+            )
+        except Exception as exc:  # readiness reports any failure instead of raising it
+            return problem(503, "Not ready", f"{type(exc).__name__}: {exc}")
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    return app

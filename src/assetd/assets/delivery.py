@@ -1,0 +1,124 @@
+"""HTTP delivery of version bytes: ranges, validators, disposition and caching headers."""
+
+from __future__ import annotations
+
+import re
+from email.utils import format_datetime
+from urllib.parse import quote
+
+import anyio.to_thread
+from fastapi import Request, Response
+from starlette.concurrency import iterate_in_threadpool
+from starlette.responses import StreamingResponse
+
+from assetd.assets.models import Access, Asset, Version
+from assetd.errors import RangeNotSatisfiable
+from assetd.storage.base import BlobStorage
+from assetd.storage.keys import blob_key
+
+PUBLIC_CACHE = "public, max-age=2592000"
+PRIVATE_CACHE = "private, no-cache"
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# Types a browser may render in place; anything else (HTML, SVG, …) is forced to download
+# so that user content cannot run script on our origin.
+_INLINE_TYPES = re.compile(
+    r"^(image/(png|jpeg|gif|webp|avif|heic|heif|tiff|bmp)|video/.*|audio/.*|application/pdf|text/plain)$"
+)
+
+
+def content_disposition(filename: str, mime_type: str, *, download: bool = False) -> str:
+    """RFC 6266: an ASCII fallback plus the exact UTF-8 name in filename*."""
+    disposition = "inline" if not download and _INLINE_TYPES.match(mime_type) else "attachment"
+    if not filename:
+        return disposition
+    fallback = filename.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_")
+    fallback = "".join(ch if 32 <= ord(ch) < 127 else "_" for ch in fallback)
+    return f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The single byte range asked for, or None to send everything.
+
+    Several ranges, or a header we do not understand, get the whole body: RFC 9110 lets a
+    server ignore Range, and that beats a multipart/byteranges answer nobody asked us for.
+    """
+    if not header:
+        return None
+    match = _RANGE.match(header.strip())
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:  # suffix: the last N bytes
+        length = int(last)
+        if length == 0:
+            raise RangeNotSatisfiable("a zero-length suffix range selects nothing", size=size)
+        return (max(0, size - length), size - 1) if size else _unsatisfiable(size)
+    start = int(first)
+    end = int(last) if last else size - 1
+    if start > end and last:
+        return None
+    if start >= size:
+        _unsatisfiable(size)
+    return start, min(end, size - 1)
+
+
+def _unsatisfiable(size: int) -> tuple[int, int]:
+    raise RangeNotSatisfiable(f"the range is outside the content's {size} bytes", size=size)
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    candidates = [c.strip().removeprefix("W/") for c in header.split(",")]
+    return etag in candidates
+
+
+async def content_response(
+    request: Request,
+    storage: BlobStorage,
+    asset: Asset,
+    version: Version,
+    *,
+    download: bool = False,
+) -> Response:
+    etag = f'"{version.sha256}"'
+    headers = {
+        "ETag": etag,
+        "Accept-Ranges": "bytes",
+        "Last-Modified": format_datetime(version.created_at, usegmt=True),
+        "Content-Disposition": content_disposition(
+            version.original_name, version.mime_type, download=download
+        ),
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": PUBLIC_CACHE if asset.access is Access.PUBLIC else PRIVATE_CACHE,
+    }
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+
+    size = version.size_bytes
+    byte_range = None
+    if_range = request.headers.get("if-range")
+    if if_range is None or if_range.strip() == etag:
+        byte_range = parse_range(request.headers.get("range"), size)
+    status = 200
+    start, end = 0, size - 1
+    if byte_range is not None:
+        start, end = byte_range
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(end - start + 1 if size else 0)
+
+    if request.method == "HEAD" or size == 0:
+        return Response(status_code=status, headers=headers, media_type=version.mime_type)
+    key = blob_key(version.tenant_id, version.sha256)
+    chunks = await anyio.to_thread.run_sync(storage.read, key, start, end)
+    return StreamingResponse(
+        iterate_in_threadpool(chunks),
+        status_code=status,
+        headers=headers,
+        media_type=version.mime_type,
+    )

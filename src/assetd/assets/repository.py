@@ -1,0 +1,189 @@
+"""All SQL about assets, versions and blobs. Every query is scoped to one tenant."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from assetd.assets.models import Asset, AssetState, Blob, Version
+from assetd.db.base import utcnow
+from assetd.db.repository import TenantScopedRepository
+from assetd.ids import new_id
+
+
+class AssetRepository(TenantScopedRepository[Asset]):
+    model = Asset
+
+    async def get_visible(
+        self, tenant_id: str, asset_id: str, *, include_trashed: bool = True, lock: bool = False
+    ) -> Asset | None:
+        """An asset that exists for clients: not pending (half-made), trashed only if asked."""
+        states = [AssetState.active, AssetState.trashed] if include_trashed else [AssetState.active]
+        stmt = (
+            self.scoped_statement(tenant_id)
+            .where(Asset.id == asset_id)
+            .where(Asset.state.in_(states))
+        )
+        if lock:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def find(
+        self,
+        tenant_id: str,
+        *,
+        where: list[sa.ColumnElement[bool]],
+        order_by: list[sa.ColumnElement[object]],
+        limit: int,
+        offset: int = 0,
+    ) -> list[Asset]:
+        stmt = self.scoped_statement(tenant_id).where(*where).order_by(*order_by)
+        stmt = stmt.limit(limit).offset(offset)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def count(self, tenant_id: str, *, where: list[sa.ColumnElement[bool]]) -> int:
+        stmt = (
+            sa.select(sa.func.count())
+            .select_from(Asset)
+            .where(Asset.tenant_id == tenant_id, *where)
+        )
+        return int(await self.session.scalar(stmt) or 0)
+
+    async def delete(self, asset: Asset) -> None:
+        await self.session.delete(asset)
+        await self.session.flush()
+
+
+class VersionRepository(TenantScopedRepository[Version]):
+    model = Version
+
+    async def list_for(self, tenant_id: str, asset_id: str) -> list[Version]:
+        stmt = (
+            self.scoped_statement(tenant_id)
+            .where(Version.asset_id == asset_id)
+            .order_by(Version.number)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def get_number(self, tenant_id: str, asset_id: str, number: int) -> Version | None:
+        stmt = (
+            self.scoped_statement(tenant_id)
+            .where(Version.asset_id == asset_id)
+            .where(Version.number == number)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def next_number(self, tenant_id: str, asset_id: str) -> int:
+        stmt = sa.select(sa.func.max(Version.number)).where(
+            Version.tenant_id == tenant_id, Version.asset_id == asset_id
+        )
+        return int(await self.session.scalar(stmt) or 0) + 1
+
+    async def delete_for(self, tenant_id: str, asset_id: str) -> list[str]:
+        """Delete the asset's versions; the blob ids they referenced, one per version."""
+        stmt = (
+            sa.delete(Version)
+            .where(Version.tenant_id == tenant_id, Version.asset_id == asset_id)
+            .returning(Version.blob_id)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+
+class BlobRepository(TenantScopedRepository[Blob]):
+    model = Blob
+
+    async def reference(self, tenant_id: str, sha256: str, md5: str, size_bytes: int) -> Blob:
+        """The blob row for these bytes with one more reference, locked until commit.
+
+        A fresh row (or one whose count had dropped to zero) has refcount 1 afterwards; the
+        caller then owns publishing the bytes.
+        """
+        insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
+        # ON CONFLICT makes two uploads of the same new bytes meet on one row instead of
+        # one of them failing on the unique constraint.
+        await self.session.execute(
+            insert(Blob)
+            .values(
+                id=new_id(),
+                tenant_id=tenant_id,
+                sha256=sha256,
+                md5=md5,
+                size_bytes=size_bytes,
+                refcount=0,
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["tenant_id", "sha256"])
+        )
+        stmt = (
+            self.scoped_statement(tenant_id)
+            .where(Blob.sha256 == sha256)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        blob = (await self.session.execute(stmt)).scalar_one()
+        blob.refcount += 1
+        blob.released_at = None
+        await self.session.flush()
+        return blob
+
+    async def release(self, tenant_id: str, blob_id: str) -> Blob | None:
+        """One reference fewer; returns the blob if that was its last reference."""
+        stmt = (
+            self.scoped_statement(tenant_id)
+            .where(Blob.id == blob_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        blob = (await self.session.execute(stmt)).scalar_one_or_none()
+        if blob is None:
+            return None
+        blob.refcount = max(0, blob.refcount - 1)
+        if blob.refcount == 0:
+            blob.released_at = utcnow()
+        await self.session.flush()
+        return blob if blob.refcount == 0 else None
+
+    # cross-tenant: gc works across every tenant; each row still carries its tenant.
+    async def released_before(self, cutoff: datetime, limit: int = 500) -> list[Blob]:
+        stmt = (
+            sa.select(Blob)
+            .where(Blob.refcount == 0, Blob.released_at < cutoff)
+            .order_by(Blob.released_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    # cross-tenant: the consistency check covers every tenant.
+    async def referenced(self, after_id: str = "", limit: int = 1000) -> list[Blob]:
+        stmt = (
+            sa.select(Blob)
+            .where(Blob.refcount > 0, Blob.id > after_id)
+            .order_by(Blob.id)
+            .limit(limit)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def all_keys(self) -> set[tuple[str, str]]:
+        rows = await self.session.execute(sa.select(Blob.tenant_id, Blob.sha256))
+        return {(tenant_id, sha) for tenant_id, sha in rows}
+
+    async def delete_row(self, blob: Blob) -> None:
+        await self.session.delete(blob)
+        await self.session.flush()
+
+    async def wrong_refcounts(self) -> list[tuple[str, str]]:
+        """(tenant_id, sha256) of blobs whose refcount differs from the versions using them."""
+        counts = (
+            sa.select(Version.blob_id, sa.func.count().label("n"))
+            .group_by(Version.blob_id)
+            .subquery()
+        )
+        stmt = (
+            sa.select(Blob.tenant_id, Blob.sha256)
+            .outerjoin(counts, counts.c.blob_id == Blob.id)
+            .where(Blob.refcount != sa.func.coalesce(counts.c.n, 0))
+        )
+        return [(t, s) for t, s in (await self.session.execute(stmt)).all()]

@@ -1,0 +1,400 @@
+"""Native asset endpoints under /v1. HTTP only: parse, authorize, call the service, shape."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from assetd.assets.delivery import content_response
+from assetd.assets.models import Access, Asset
+from assetd.assets.schemas import (
+    AssetCreate,
+    AssetPage,
+    AssetRead,
+    AssetUpdate,
+    SignedUrlRead,
+    VersionRead,
+)
+from assetd.assets.service import AssetService, ListParams
+from assetd.assets.uploads import parse_fields, receive_upload
+from assetd.auth.dependencies import optional_principal, require_scope
+from assetd.auth.principal import DELETE, READ, WRITE, Principal
+from assetd.context import AppContext, get_context
+from assetd.db.dependencies import UnitOfWork
+from assetd.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from assetd.tenants.repository import TenantRepository
+
+router = APIRouter(tags=["assets"])
+
+Reader = Annotated[Principal, Depends(require_scope(READ))]
+Writer = Annotated[Principal, Depends(require_scope(WRITE))]
+Deleter = Annotated[Principal, Depends(require_scope(DELETE))]
+Context = Annotated[AppContext, Depends(get_context)]
+Session = Annotated[AsyncSession, UnitOfWork]
+
+UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "meta": {
+                            "type": "string",
+                            "description": "JSON object of AssetFields (name, access, tags, …)",
+                        },
+                    },
+                }
+            },
+            "application/json": {"schema": {"$ref": "#/components/schemas/AssetCreate"}},
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "description": "Raw bytes; name the file with ?filename= or X-Filename.",
+            },
+        },
+    }
+}
+
+
+def asset_etag(asset: Asset) -> str:
+    return f'"r{asset.revision}"'
+
+
+def revision_from_if_match(if_match: str | None) -> int | None:
+    if if_match is None:
+        return None
+    value = if_match.strip().removeprefix("W/").strip('"')
+    if value.startswith("r") and value[1:].isdigit():
+        return int(value[1:])
+    if value.isdigit():
+        return int(value)
+    raise InvalidInput('If-Match must be an ETag from this API, like "r3"')
+
+
+def to_read(context: AppContext, principal_tenant_slug: str, asset: Asset) -> AssetRead:
+    base = context.settings.resolved_public_url()
+    read = AssetRead.model_validate(
+        {
+            **{c: getattr(asset, c) for c in AssetRead.model_fields if hasattr(asset, c)},
+            "ref_ids": asset.ref_ids,
+            "metadata": asset.meta,
+            "version": asset.version_number,
+        }
+    )
+    if asset.version_number is not None:
+        read.content_url = f"{base}/v1/assets/{asset.id}/content"
+        if asset.access is Access.PUBLIC:
+            read.public_url = f"{base}/v1/files/{principal_tenant_slug}/{asset.id}"
+    return read
+
+
+def _service(session: AsyncSession, context: AppContext) -> AssetService:
+    return AssetService(session, context.sniffer)
+
+
+@router.post(
+    "/assets",
+    status_code=201,
+    response_model=AssetRead,
+    openapi_extra=UPLOAD_BODY,
+    summary="Create an asset: upload a file (multipart or raw body), or JSON for a LINK",
+)
+async def create_asset(
+    request: Request, response: Response, principal: Writer, context: Context, session: Session
+) -> AssetRead:
+    service = _service(session, context)
+    if request.headers.get("content-type", "").lower().startswith("application/json"):
+        data = await _json_body(request, AssetCreate)
+        asset = await service.create_from_json(principal, data)
+    else:
+        fields, staged = await receive_upload(request, context, principal)
+        if staged is None:
+            raise InvalidInput("the form has no 'file' part")
+        try:
+            meta = parse_fields(fields.get("meta"))
+        except BaseException:
+            await staged.discard()
+            raise
+        asset = await service.create_from_upload(principal, meta, staged)
+    response.headers["ETag"] = asset_etag(asset)
+    response.headers["Location"] = f"/v1/assets/{asset.id}"
+    return to_read(context, principal.tenant.slug, asset)
+
+
+async def _json_body(request: Request, model: type[BaseModel]) -> Any:
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        raise InvalidInput("the request body is invalid", errors=errors) from None
+
+
+@router.get("/assets", response_model=AssetPage, summary="List and search assets")
+async def list_assets(
+    response: Response,
+    principal: Reader,
+    context: Context,
+    session: Session,
+    q: Annotated[str | None, Query(max_length=4000, description="Query language, see docs")] = None,
+    sort: Annotated[str | None, Query(max_length=500)] = None,
+    page_number: Annotated[int, Query(alias="pageNumber", ge=1, le=1_000_000)] = 1,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=1000)] = 60,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+    trashed: Annotated[
+        str, Query(pattern="^(exclude|include|only)$", description="Show trashed assets?")
+    ] = "exclude",
+    x_total_count: Annotated[bool, Header(alias="X-Total-Count")] = False,
+) -> AssetPage:
+    result = await _service(session, context).search(
+        principal,
+        ListParams(
+            q=q,
+            sort=sort,
+            page_number=page_number,
+            page_size=page_size,
+            cursor=cursor,
+            include_trashed=trashed == "include",
+            only_trashed=trashed == "only",
+            with_total=x_total_count,
+        ),
+    )
+    if result.total is not None:
+        response.headers["X-Total-Count"] = str(result.total)
+    return AssetPage(
+        items=[to_read(context, principal.tenant.slug, a) for a in result.items],
+        page_number=page_number,
+        page_size=page_size,
+        next_cursor=result.next_cursor,
+        total=result.total,
+    )
+
+
+@router.get("/assets/{asset_id}", response_model=AssetRead, summary="Get an asset")
+async def get_asset(
+    asset_id: str, response: Response, principal: Reader, context: Context, session: Session
+) -> AssetRead:
+    asset = await _service(session, context).get(principal, asset_id)
+    response.headers["ETag"] = asset_etag(asset)
+    return to_read(context, principal.tenant.slug, asset)
+
+
+@router.patch("/assets/{asset_id}", response_model=AssetRead, summary="Update an asset")
+async def update_asset(
+    asset_id: str,
+    data: AssetUpdate,
+    response: Response,
+    principal: Writer,
+    context: Context,
+    session: Session,
+    if_match: Annotated[str | None, Header()] = None,
+) -> AssetRead:
+    asset = await _service(session, context).update(
+        principal, asset_id, data, revision_from_if_match(if_match)
+    )
+    response.headers["ETag"] = asset_etag(asset)
+    return to_read(context, principal.tenant.slug, asset)
+
+
+@router.delete(
+    "/assets/{asset_id}",
+    status_code=204,
+    summary="Move an asset to the trash, or with purge=true delete it for good",
+)
+async def delete_asset(
+    asset_id: str,
+    principal: Deleter,
+    context: Context,
+    session: Session,
+    purge: bool = False,
+    if_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    service = _service(session, context)
+    if purge:
+        await service.purge(principal, asset_id)
+    else:
+        await service.trash(principal, asset_id, revision_from_if_match(if_match))
+    return Response(status_code=204)
+
+
+@router.post("/assets/{asset_id}/restore", response_model=AssetRead, summary="Restore from trash")
+async def restore_asset(
+    asset_id: str, principal: Deleter, context: Context, session: Session
+) -> AssetRead:
+    asset = await _service(session, context).restore(principal, asset_id)
+    return to_read(context, principal.tenant.slug, asset)
+
+
+@router.get(
+    "/assets/{asset_id}/versions", response_model=list[VersionRead], summary="List versions"
+)
+async def list_versions(
+    asset_id: str, principal: Reader, context: Context, session: Session
+) -> list[VersionRead]:
+    service = _service(session, context)
+    asset = await service.get(principal, asset_id)
+    versions = await service.list_versions(principal, asset_id)
+    return [
+        VersionRead.model_validate(v).model_copy(
+            update={"is_current": v.number == asset.version_number}
+        )
+        for v in versions
+    ]
+
+
+@router.post(
+    "/assets/{asset_id}/versions",
+    status_code=201,
+    response_model=VersionRead,
+    openapi_extra=UPLOAD_BODY,
+    summary="Upload new content for an asset; it becomes the current version",
+)
+async def add_version(
+    asset_id: str,
+    request: Request,
+    principal: Writer,
+    context: Context,
+    session: Session,
+    if_match: Annotated[str | None, Header()] = None,
+) -> VersionRead:
+    service = _service(session, context)
+    expected = revision_from_if_match(if_match)
+    await service.get(principal, asset_id)  # 404 before reading a byte of the body
+    _, staged = await receive_upload(request, context, principal)
+    if staged is None:
+        raise InvalidInput("the form has no 'file' part")
+    version = await service.add_version(principal, asset_id, staged, expected)
+    return VersionRead.model_validate(version).model_copy(update={"is_current": True})
+
+
+@router.post(
+    "/assets/{asset_id}/versions/{number}/promote",
+    response_model=AssetRead,
+    summary="Make an older version current again",
+)
+async def promote_version(
+    asset_id: str, number: int, principal: Writer, context: Context, session: Session
+) -> AssetRead:
+    asset = await _service(session, context).promote_version(principal, asset_id, number)
+    return to_read(context, principal.tenant.slug, asset)
+
+
+@router.api_route(
+    "/assets/{asset_id}/content",
+    methods=["GET", "HEAD"],
+    summary="Download the current (or ?version=N) content; supports Range",
+    response_class=Response,
+)
+async def download_content(
+    asset_id: str,
+    request: Request,
+    principal: Reader,
+    context: Context,
+    session: Session,
+    version: Annotated[int | None, Query(ge=1)] = None,
+    download: bool = False,
+) -> Response:
+    service = _service(session, context)
+    asset = await service.get(principal, asset_id)
+    found = await service.content(principal.tenant.id, asset, version)
+    return await content_response(request, context.storage, asset, found, download=download)
+
+
+@router.api_route(
+    "/assets/{asset_id}/versions/{number}/content",
+    methods=["GET", "HEAD"],
+    summary="Download one version's content",
+    response_class=Response,
+)
+async def download_version(
+    asset_id: str,
+    number: int,
+    request: Request,
+    principal: Reader,
+    context: Context,
+    session: Session,
+    download: bool = False,
+) -> Response:
+    service = _service(session, context)
+    asset = await service.get(principal, asset_id)
+    found = await service.content(principal.tenant.id, asset, number)
+    return await content_response(request, context.storage, asset, found, download=download)
+
+
+class SignedUrlRequest(BaseModel):
+    version: int | None = Field(None, ge=1)
+    expires_in: int | None = Field(None, alias="expiresIn", ge=1, le=7 * 24 * 3600)
+
+
+@router.post(
+    "/assets/{asset_id}/signed-url",
+    response_model=SignedUrlRead,
+    summary="A URL that serves this content without credentials until it expires",
+)
+async def create_signed_url(
+    asset_id: str,
+    principal: Reader,
+    context: Context,
+    session: Session,
+    body: Annotated[SignedUrlRequest | None, Body()] = None,
+) -> SignedUrlRead:
+    body = body or SignedUrlRequest()
+    service = _service(session, context)
+    asset = await service.get(principal, asset_id)
+    found = await service.content(principal.tenant.id, asset, body.version)
+    ttl = body.expires_in or context.settings.signed_url_ttl_seconds
+    expires = int(time.time()) + ttl
+    signature = context.signer.sign_content(principal.tenant.id, asset.id, found.number, expires)
+    url = (
+        f"{context.settings.resolved_public_url()}/v1/files/{principal.tenant.slug}/{asset.id}"
+        f"?version={found.number}&expires={expires}&signature={signature}"
+    )
+    return SignedUrlRead(
+        url=url, expires_at=datetime.fromtimestamp(expires, UTC), version=found.number
+    )
+
+
+@router.api_route(
+    "/files/{tenant}/{asset_id}",
+    methods=["GET", "HEAD"],
+    summary="Serve PUBLIC content without credentials, or PRIVATE content by signed URL",
+    response_class=Response,
+)
+async def serve_file(
+    tenant: str,
+    asset_id: str,
+    request: Request,
+    context: Context,
+    session: Session,
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+    version: Annotated[int | None, Query(ge=1)] = None,
+    expires: int | None = None,
+    signature: Annotated[str | None, Query(max_length=128)] = None,
+    download: bool = False,
+) -> Response:
+    row = await TenantRepository(session).get_by_slug(tenant)
+    if row is None:
+        raise NotFound(f"asset {asset_id} not found")
+    service = _service(session, context)
+    asset = await service.get_in_tenant(row.id, asset_id)
+    if signature is not None or expires is not None:
+        if signature is None or expires is None or version is None:
+            raise Forbidden("a signed URL needs version, expires and signature")
+        if not context.signer.verify_content(row.id, asset.id, version, expires, signature):
+            raise Forbidden("the signature is invalid or has expired")
+    elif asset.access is not Access.PUBLIC:
+        if principal is None:
+            raise Unauthenticated("this content is private: use credentials or a signed URL")
+        if principal.tenant.id != row.id:
+            raise NotFound(f"asset {asset_id} not found")
+        if not principal.has(READ):
+            raise Forbidden(f"this operation needs the {READ!r} scope")
+    found = await service.content(row.id, asset, version)
+    return await content_response(request, context.storage, asset, found, download=download)

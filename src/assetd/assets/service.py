@@ -1,0 +1,373 @@
+"""Asset use cases: create, version, read, list, update, trash, restore, purge.
+
+Framework-free: takes a session, a blob store and a sniffer; flushes, never commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from assetd.assets import query
+from assetd.assets.ingest import StagedUpload
+from assetd.assets.models import Access, Asset, AssetKind, AssetState, AssetType, Version
+from assetd.assets.policy import check_extension, check_type, clean_filename, extension_of
+from assetd.assets.repository import AssetRepository, BlobRepository, VersionRepository
+from assetd.assets.schemas import AssetCreate, AssetFields, AssetUpdate
+from assetd.assets.sniff import Sniffer
+from assetd.auth.principal import Principal
+from assetd.db.base import utcnow
+from assetd.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, QuotaExceeded
+from assetd.storage.keys import blob_key
+from assetd.tenants.repository import TenantRepository
+
+log = structlog.get_logger()
+
+MAX_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class ListParams:
+    q: str | None = None
+    sort: str | None = None
+    page_number: int = 1
+    page_size: int = 60
+    cursor: str | None = None
+    include_trashed: bool = False
+    only_trashed: bool = False
+    with_total: bool = False
+
+
+@dataclass
+class AssetList:
+    items: list[Asset]
+    next_cursor: str | None
+    total: int | None
+
+
+class AssetService:
+    def __init__(
+        self,
+        session: AsyncSession,
+        sniffer: Sniffer,
+        fields: query.FieldMap = query.NATIVE_FIELDS,
+    ) -> None:
+        self.session = session
+        self.sniffer = sniffer
+        self.fields = fields
+        self.assets = AssetRepository(session)
+        self.versions = VersionRepository(session)
+        self.blobs = BlobRepository(session)
+        self.tenants = TenantRepository(session)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def get(self, principal: Principal, asset_id: str) -> Asset:
+        asset = await self.assets.get_visible(principal.tenant.id, asset_id)
+        if asset is None:
+            raise NotFound(f"asset {asset_id} not found")
+        return asset
+
+    async def get_in_tenant(self, tenant_id: str, asset_id: str) -> Asset:
+        asset = await self.assets.get_visible(tenant_id, asset_id, include_trashed=False)
+        if asset is None:
+            raise NotFound(f"asset {asset_id} not found")
+        return asset
+
+    async def search(self, principal: Principal, params: ListParams) -> AssetList:
+        dialect = self.assets.dialect
+        if not 1 <= params.page_size <= MAX_PAGE_SIZE:
+            raise InvalidInput(f"pageSize must be between 1 and {MAX_PAGE_SIZE}")
+        if params.page_number < 1:
+            raise InvalidInput("pageNumber must be 1 or more")
+        where = []
+        if params.only_trashed:
+            where.append(Asset.state == AssetState.trashed)
+        elif params.include_trashed:
+            where.append(Asset.state.in_([AssetState.active, AssetState.trashed]))
+        else:
+            where.append(Asset.state == AssetState.active)
+        condition = query.compile_query(params.q, self.fields, dialect=dialect)
+        if condition is not None:
+            where.append(condition)
+        keys = query.compile_sort(params.sort, self.fields, dialect=dialect)
+        page_where = list(where)
+        offset = (params.page_number - 1) * params.page_size
+        if params.cursor:
+            page_where.append(query.cursor_condition(keys, params.cursor))
+            offset = 0
+        items = await self.assets.find(
+            principal.tenant.id,
+            where=page_where,
+            order_by=query.order_by(keys),
+            limit=params.page_size + 1,
+            offset=offset,
+        )
+        next_cursor = None
+        if len(items) > params.page_size:
+            items = items[: params.page_size]
+            next_cursor = query.encode_cursor(keys, query.sort_values(keys, items[-1]))
+        total = None
+        if params.with_total:
+            total = await self.assets.count(principal.tenant.id, where=where)
+        return AssetList(items, next_cursor, total)
+
+    async def list_versions(self, principal: Principal, asset_id: str) -> list[Version]:
+        asset = await self.get(principal, asset_id)
+        return await self.versions.list_for(principal.tenant.id, asset.id)
+
+    async def content(
+        self, tenant_id: str, asset: Asset, version_number: int | None = None
+    ) -> Version:
+        """The version whose bytes a download serves: the current one unless a number is given."""
+        if asset.kind is AssetKind.LINK:
+            raise NotFound(f"asset {asset.id} is a link and has no content; see its url")
+        number = version_number if version_number is not None else asset.version_number
+        if number is None:
+            raise NotFound(f"asset {asset.id} has no content yet")
+        version = await self.versions.get_number(tenant_id, asset.id, number)
+        if version is None:
+            raise NotFound(f"asset {asset.id} has no version {number}")
+        return version
+
+    # -- creating --------------------------------------------------------------------------
+
+    async def create_from_json(self, principal: Principal, data: AssetCreate) -> Asset:
+        """A LINK asset, or a BLOB asset with metadata only (content comes as a version)."""
+        if data.kind is AssetKind.LINK and data.url is None:
+            raise InvalidInput("a LINK asset needs a url")
+        if data.kind is AssetKind.BLOB and data.url is not None:
+            raise InvalidInput("a BLOB asset takes its content by upload, not by url")
+        asset = self._new_asset(principal, data, data.kind)
+        asset.type = data.type or AssetType.other
+        asset.url = str(data.url) if data.url is not None else None
+        await self.assets.add(asset)
+        log.info("asset.created", asset_id=asset.id, kind=asset.kind.value)
+        return asset
+
+    async def create_from_upload(
+        self, principal: Principal, data: AssetFields, staged: StagedUpload
+    ) -> Asset:
+        try:
+            asset = self._new_asset(principal, data, AssetKind.BLOB)
+            await self.assets.add(asset)
+            await self._attach_version(principal, asset, staged, explicit_type=data.type)
+        except BaseException:
+            await _discard_unpublished(staged)
+            raise
+        log.info("asset.created", asset_id=asset.id, kind="BLOB", size_bytes=staged.size_bytes)
+        return asset
+
+    async def add_version(
+        self,
+        principal: Principal,
+        asset_id: str,
+        staged: StagedUpload,
+        expected_revision: int | None = None,
+    ) -> Version:
+        try:
+            asset = await self._get_for_change(principal, asset_id, expected_revision)
+            if asset.kind is AssetKind.LINK:
+                raise Conflict("a LINK asset has no content versions")
+            if asset.state is AssetState.trashed:
+                raise Conflict("restore the asset before adding a version")
+            version = await self._attach_version(principal, asset, staged, explicit_type=None)
+        except BaseException:
+            await _discard_unpublished(staged)
+            raise
+        self._touch(principal, asset)
+        log.info("asset.version_added", asset_id=asset.id, version=version.number)
+        return version
+
+    def _new_asset(self, principal: Principal, data: AssetFields, kind: AssetKind) -> Asset:
+        now = utcnow()
+        return Asset(
+            tenant_id=principal.tenant.id,
+            kind=kind,
+            type=data.type or AssetType.other,
+            access=data.access or Access.PRIVATE,
+            state=AssetState.active,
+            name=data.name or "",
+            description=data.description or "",
+            tags=list(data.tags or []),
+            ref_ids=[r.model_dump() for r in data.ref_ids or []],
+            meta=dict(data.metadata or {}),
+            segment_id=data.segment_id,
+            revision=1,
+            created_at=now,
+            created_by=principal.actor,
+            modified_at=now,
+            modified_by=principal.actor,
+        )
+
+    async def _attach_version(
+        self,
+        principal: Principal,
+        asset: Asset,
+        staged: StagedUpload,
+        *,
+        explicit_type: AssetType | None,
+    ) -> Version:
+        tenant = principal.tenant
+        filename = clean_filename(staged.filename)
+        extension = extension_of(filename)
+        check_extension(tenant, extension)
+        mime_type, asset_type = self.sniffer.classify(staged.head, extension)
+        check_type(tenant, mime_type, asset_type)
+
+        blob = await self.blobs.reference(tenant.id, staged.sha256, staged.md5, staged.size_bytes)
+        if blob.refcount == 1:
+            # Nobody held these bytes: they count against the quota, and ours get published
+            # while the row is locked, so gc cannot delete them in between.
+            if not await self.tenants.charge(tenant.id, staged.size_bytes):
+                raise QuotaExceeded("the file does not fit in the tenant's storage quota")
+            await staged.publish(blob_key(tenant.id, staged.sha256))
+        else:
+            await staged.discard()
+
+        version = Version(
+            tenant_id=tenant.id,
+            asset_id=asset.id,
+            number=await self.versions.next_number(tenant.id, asset.id),
+            blob_id=blob.id,
+            sha256=staged.sha256,
+            md5=staged.md5,
+            size_bytes=staged.size_bytes,
+            mime_type=mime_type,
+            original_name=filename,
+            extension=extension,
+            facts={},
+            created_by=principal.actor,
+            created_at=utcnow(),
+        )
+        await self.versions.add(version)
+        asset.type = explicit_type or asset_type
+        if not asset.name:
+            asset.name = filename
+        _make_current(asset, version)
+        await self.session.flush()
+        return version
+
+    # -- changing --------------------------------------------------------------------------
+
+    async def _get_for_change(
+        self, principal: Principal, asset_id: str, expected_revision: int | None
+    ) -> Asset:
+        asset = await self.assets.get_visible(principal.tenant.id, asset_id, lock=True)
+        if asset is None:
+            raise NotFound(f"asset {asset_id} not found")
+        if expected_revision is not None and expected_revision != asset.revision:
+            raise PreconditionFailed(
+                f"asset {asset_id} is at revision {asset.revision}, not {expected_revision}",
+                revision=asset.revision,
+            )
+        return asset
+
+    def _touch(self, principal: Principal, asset: Asset) -> None:
+        asset.revision += 1
+        asset.modified_at = utcnow()
+        asset.modified_by = principal.actor
+
+    async def update(
+        self,
+        principal: Principal,
+        asset_id: str,
+        data: AssetUpdate,
+        expected_revision: int | None = None,
+        *,
+        immutable: tuple[str, ...] = (),
+    ) -> Asset:
+        if expected_revision is None and data.revision is not None:
+            # A revision in the body is a plain conflict (409); If-Match is a failed
+            # precondition (412).
+            try:
+                asset = await self._get_for_change(principal, asset_id, data.revision)
+            except PreconditionFailed as exc:
+                raise Conflict(exc.detail, **exc.extra) from None
+        else:
+            asset = await self._get_for_change(principal, asset_id, expected_revision)
+        changes: dict[str, Any] = data.model_dump(exclude_unset=True, exclude={"revision"})
+        for name in immutable:
+            if name in changes and changes[name] != getattr(asset, name):
+                raise InvalidInput(f"{name} cannot be changed")
+        if "url" in changes:
+            if asset.kind is not AssetKind.LINK:
+                raise InvalidInput("only a LINK asset has a url")
+            if changes["url"] is None:
+                raise InvalidInput("a LINK asset needs a url")
+            asset.url = str(changes.pop("url"))
+        renames = {"ref_ids": "ref_ids", "metadata": "meta"}
+        for name, value in changes.items():
+            if name in ("name", "description") and value is None:
+                value = ""
+            elif name in ("tags", "ref_ids", "metadata") and value is None:
+                value = {} if name == "metadata" else []
+            elif name in ("access", "type") and value is None:
+                raise InvalidInput(f"{name} cannot be null")
+            setattr(asset, renames.get(name, name), value)
+        self._touch(principal, asset)
+        await self.session.flush()
+        log.info("asset.updated", asset_id=asset.id, fields=sorted(changes))
+        return asset
+
+    async def trash(
+        self, principal: Principal, asset_id: str, expected_revision: int | None = None
+    ) -> Asset:
+        asset = await self._get_for_change(principal, asset_id, expected_revision)
+        if asset.state is not AssetState.trashed:
+            asset.state = AssetState.trashed
+            asset.trashed_at = utcnow()
+            self._touch(principal, asset)
+            await self.session.flush()
+            log.info("asset.trashed", asset_id=asset.id)
+        return asset
+
+    async def restore(self, principal: Principal, asset_id: str) -> Asset:
+        asset = await self._get_for_change(principal, asset_id, None)
+        if asset.state is AssetState.trashed:
+            asset.state = AssetState.active
+            asset.trashed_at = None
+            self._touch(principal, asset)
+            await self.session.flush()
+            log.info("asset.restored", asset_id=asset.id)
+        return asset
+
+    async def purge(self, principal: Principal, asset_id: str) -> None:
+        """Delete the asset and its versions for good; bytes nobody else uses are released."""
+        asset = await self._get_for_change(principal, asset_id, None)
+        tenant_id = principal.tenant.id
+        for blob_id in await self.versions.delete_for(tenant_id, asset.id):
+            released = await self.blobs.release(tenant_id, blob_id)
+            if released is not None:
+                await self.tenants.release(tenant_id, released.size_bytes)
+        await self.assets.delete(asset)
+        log.info("asset.purged", asset_id=asset_id)
+
+    async def promote_version(self, principal: Principal, asset_id: str, number: int) -> Asset:
+        asset = await self._get_for_change(principal, asset_id, None)
+        version = await self.versions.get_number(principal.tenant.id, asset.id, number)
+        if version is None:
+            raise NotFound(f"asset {asset_id} has no version {number}")
+        if asset.version_number != number:
+            _make_current(asset, version)
+            self._touch(principal, asset)
+            await self.session.flush()
+        return asset
+
+
+def _make_current(asset: Asset, version: Version) -> None:
+    asset.current_version_id = version.id
+    asset.version_number = version.number
+    asset.size_bytes = version.size_bytes
+    asset.mime_type = version.mime_type
+    asset.filename = version.original_name
+    asset.extension = version.extension
+    asset.sha256 = version.sha256
+
+
+async def _discard_unpublished(staged: StagedUpload) -> None:
+    if not staged.published:
+        await staged.discard()

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+
+from assetd.auth.principal import ALL_SCOPES
+from assetd.tenants.schemas import CamelModel
+
+
+class ApiKeyCreate(CamelModel):
+    name: str = Field("", max_length=200)
+    scopes: list[str] = Field(default_factory=lambda: list(ALL_SCOPES[:3]))
+    roles: list[str] = Field(default_factory=list, max_length=50)
+    expires_at: datetime | None = None
+
+
+class ApiKeyRead(CamelModel):
+    id: str
+    name: str
+    prefix: str
+    scopes: list[str]
+    roles: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyRead):
+    key: str = Field(description="The secret; shown only in this response.")

@@ -1,0 +1,420 @@
+"""`assetd` command line: run the server, administer the database, use the API."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import anyio
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TransferSpeedColumn
+from rich.table import Table
+
+from assetd.config import Settings
+
+app = typer.Typer(no_args_is_help=True, help="assetd: a multi-tenant digital asset service.")
+tenant_app = typer.Typer(no_args_is_help=True, help="Manage tenants.")
+key_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(key_app, name="key")
+console = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def main() -> None:
+    app()
+
+
+def _run(factory: Callable[[Settings], Awaitable[T]]) -> T:
+    settings = Settings()
+
+    async def runner() -> T:
+        return await factory(settings)
+
+    return anyio.run(runner)
+
+
+def _migrate(settings: Settings) -> None:
+    from assetd.db.migrate import upgrade
+
+    if settings.database_url is None:
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url())
+
+
+def create_app_from_env() -> Any:
+    """uvicorn factory for `serve --workers N`: each worker builds its own app."""
+    from assetd.app import create_app
+
+    return create_app(Settings())
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (ASSETD_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (ASSETD_PORT).")] = None,
+    workers: Annotated[int, typer.Option(help="Processes serving requests.")] = 1,
+) -> None:
+    """Start the HTTP server (migrating and bootstrapping an empty database first)."""
+    import uvicorn
+
+    from assetd.db.session import Database
+    from assetd.tenants.bootstrap import bootstrap
+
+    if host:
+        os.environ["ASSETD_HOST"] = host
+    if port:
+        os.environ["ASSETD_PORT"] = str(port)
+    settings = Settings()
+    if settings.auto_migrate:
+        _migrate(settings)
+
+    async def first_start(settings: Settings) -> None:
+        db = Database(settings.resolved_database_url())
+        try:
+            created = await bootstrap(db, settings)
+        finally:
+            await db.dispose()
+        if created is not None:
+            console.print(f"[bold]Created tenant[/bold] {created.tenant_slug}")
+            if created.key_was_generated:
+                console.print(f"[bold]Admin API key[/bold] (shown once): {created.api_key}")
+
+    _run(first_start)
+    uvicorn.run(
+        "assetd.cli:create_app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        proxy_headers=True,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (Alembic) up to the latest."""
+    _migrate(Settings())
+    console.print("database is up to date")
+
+
+@tenant_app.command("create")
+def tenant_create(
+    slug: str,
+    name: str = "",
+    max_file_size: Annotated[int | None, typer.Option(help="Bytes per file.")] = None,
+    quota: Annotated[int | None, typer.Option(help="Bytes in all.")] = None,
+    allowed_extension: Annotated[list[str] | None, typer.Option(help="Repeatable.")] = None,
+    allowed_type: Annotated[list[str] | None, typer.Option(help="Asset type or MIME.")] = None,
+) -> None:
+    """Create a tenant."""
+    from assetd.tenants.schemas import TenantCreate
+    from assetd.tenants.service import TenantService
+
+    data = TenantCreate(
+        slug=slug,
+        name=name,
+        max_file_size_bytes=max_file_size,
+        quota_bytes=quota,
+        allowed_extensions=allowed_extension,
+        allowed_types=allowed_type,
+    )
+
+    async def create(settings: Settings) -> str:
+        from assetd.db.session import Database
+
+        db = Database(settings.resolved_database_url())
+        try:
+            async with db.session() as session:
+                tenant = await TenantService(session).create(data)
+                return tenant.id
+        finally:
+            await db.dispose()
+
+    console.print(f"created tenant {slug} ({_guard(lambda: _run(create))})")
+
+
+@tenant_app.command("list")
+def tenant_list() -> None:
+    """List tenants with their usage."""
+    from assetd.db.session import Database
+    from assetd.tenants.service import TenantService
+
+    async def rows(settings: Settings) -> list[tuple[str, str, int, int | None]]:
+        db = Database(settings.resolved_database_url())
+        try:
+            async with db.session(write=False) as session:
+                tenants = await TenantService(session).list_all()
+                return [(t.slug, t.id, t.used_bytes, t.quota_bytes) for t in tenants]
+        finally:
+            await db.dispose()
+
+    table = Table("slug", "id", "used bytes", "quota bytes")
+    for slug, tid, used, quota in _run(rows):
+        table.add_row(slug, tid, str(used), "-" if quota is None else str(quota))
+    console.print(table)
+
+
+async def _with_tenant_session(
+    settings: Settings, slug: str, action: Callable[[Any, str], Awaitable[T]]
+) -> T:
+    from assetd.db.session import Database
+    from assetd.tenants.service import TenantService
+
+    db = Database(settings.resolved_database_url())
+    try:
+        async with db.session() as session:
+            tenant = await TenantService(session).get_by_slug(slug)
+            return await action(session, tenant.id)
+    finally:
+        await db.dispose()
+
+
+@key_app.command("create")
+def key_create(
+    tenant: Annotated[str, typer.Option(help="Tenant slug.")],
+    name: str = "",
+    scope: Annotated[
+        list[str] | None, typer.Option(help="Repeatable; default read+write+delete.")
+    ] = None,
+    expires_in_days: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Create an API key; the secret is printed once."""
+    from assetd.auth.service import ApiKeyService
+
+    scopes = scope or ["assets:read", "assets:write", "assets:delete"]
+    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+
+    async def create(session: Any, tenant_id: str) -> tuple[str, str]:
+        row, secret = await ApiKeyService(session).create(
+            tenant_id, name=name, scopes=scopes, expires_at=expires
+        )
+        return row.id, secret
+
+    key_id, secret = _guard(lambda: _run(lambda s: _with_tenant_session(s, tenant, create)))
+    console.print(f"key id {key_id}")
+    console.print(secret)
+
+
+@key_app.command("list")
+def key_list(tenant: Annotated[str, typer.Option(help="Tenant slug.")]) -> None:
+    """List a tenant's API keys (never their secrets)."""
+    from assetd.auth.service import ApiKeyService
+
+    async def rows(session: Any, tenant_id: str) -> list[Any]:
+        return list(await ApiKeyService(session).list_for(tenant_id))
+
+    table = Table("id", "prefix", "name", "scopes", "expires", "revoked")
+    for row in _guard(lambda: _run(lambda s: _with_tenant_session(s, tenant, rows))):
+        table.add_row(
+            row.id,
+            row.prefix,
+            row.name,
+            " ".join(row.scopes),
+            str(row.expires_at or "-"),
+            str(row.revoked_at or "-"),
+        )
+    console.print(table)
+
+
+@key_app.command("revoke")
+def key_revoke(key_id: str, tenant: Annotated[str, typer.Option(help="Tenant slug.")]) -> None:
+    """Revoke an API key."""
+    from assetd.auth.service import ApiKeyService
+
+    async def revoke(session: Any, tenant_id: str) -> None:
+        await ApiKeyService(session).revoke(tenant_id, key_id)
+
+    _guard(lambda: _run(lambda s: _with_tenant_session(s, tenant, revoke)))
+    console.print(f"revoked {key_id}")
+
+
+def _guard(action: Callable[[], T]) -> T:
+    """Domain errors become a one-line message and exit code 1, not a traceback."""
+    from assetd.errors import AssetdError
+
+    try:
+        return action()
+    except AssetdError as exc:
+        err.print(f"error: {exc.detail}")
+        raise typer.Exit(1) from None
+
+
+async def _maintenance(settings: Settings, job: Callable[[Any, Any], Awaitable[T]]) -> T:
+    from assetd.db.session import Database
+    from assetd.storage.factory import storage_from_settings
+
+    db = Database(settings.resolved_database_url())
+    storage = storage_from_settings(settings)
+    try:
+        return await job(db, storage)
+    finally:
+        await db.dispose()
+        storage.close()
+
+
+@app.command()
+def gc(
+    grace_seconds: Annotated[
+        int | None, typer.Option(help="Default ASSETD_BLOB_GRACE_SECONDS.")
+    ] = None,
+    dry_run: bool = False,
+) -> None:
+    """Delete blobs nothing references and leftovers of crashed uploads."""
+    from assetd.maintenance import collect_garbage
+
+    settings = Settings()
+    grace = settings.blob_grace_seconds if grace_seconds is None else grace_seconds
+    report = anyio.run(
+        lambda: _maintenance(
+            settings, lambda db, st: collect_garbage(db, st, grace, dry_run=dry_run)
+        )
+    )
+    console.print_json(json.dumps(vars(report)))
+
+
+@app.command()
+def check(verify_hashes: bool = False) -> None:
+    """Verify that every referenced blob exists with its size (and hash); exit 1 if not."""
+    from assetd.maintenance import check_consistency
+
+    settings = Settings()
+    report = anyio.run(
+        lambda: _maintenance(
+            settings, lambda db, st: check_consistency(db, st, verify_hashes=verify_hashes)
+        )
+    )
+    console.print_json(json.dumps({**vars(report), "ok": report.ok}))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+# -- API commands (use ASSETD_URL and ASSETD_API_KEY) ---------------------------------------
+
+
+def _client() -> Any:
+    from assetd.client import AssetdClient
+
+    return AssetdClient()
+
+
+def _api(action: Callable[[], T]) -> T:
+    from assetd.client import AssetdError
+
+    try:
+        return action()
+    except AssetdError as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def upload(
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, readable=True)],
+    access: Annotated[str | None, typer.Option(help="PUBLIC or PRIVATE.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="Repeatable.")] = None,
+    asset: Annotated[str | None, typer.Option(help="Add as a new version of this asset.")] = None,
+) -> None:
+    """Upload files, with a progress bar; prints each new asset id."""
+    with (
+        _client() as client,
+        Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=err,
+            transient=not sys.stderr.isatty(),
+        ) as progress,
+    ):
+        for path in files:
+            task = progress.add_task(path.name, total=path.stat().st_size)
+
+            def send(path: Path = path, task: TaskID = task) -> dict[str, Any]:
+                result: dict[str, Any] = client.upload(
+                    path,
+                    access=access,
+                    tags=tag,
+                    asset_id=asset,
+                    progress=lambda n: progress.advance(task, n),
+                )
+                return result
+
+            result = _api(send)
+            console.print(f"{result.get('id', asset)}\t{path}")
+
+
+@app.command("ls")
+def list_assets(
+    q: Annotated[
+        str | None, typer.Option("--q", help="Query, e.g. 'type:image size:>1000'.")
+    ] = None,
+    sort: Annotated[str | None, typer.Option(help="e.g. name,createdAt:desc")] = None,
+    limit: int = 60,
+    trashed: Annotated[str, typer.Option(help="exclude, include or only")] = "exclude",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List assets matching a query."""
+    with _client() as client:
+        page = _api(lambda: client.list_assets(q, sort=sort, page_size=limit, trashed=trashed))
+    if as_json:
+        console.print_json(json.dumps(page))
+        return
+    table = Table("id", "name", "type", "access", "size", "modified")
+    for item in page["items"]:
+        table.add_row(
+            item["id"],
+            item["name"],
+            item["type"],
+            item["access"],
+            str(item.get("sizeBytes") or "-"),
+            item["modifiedAt"],
+        )
+    console.print(table)
+
+
+@app.command("get")
+def get_asset(
+    asset_id: str,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write content here.")
+    ] = None,
+    version: Annotated[int | None, typer.Option()] = None,
+    byte_range: Annotated[str | None, typer.Option("--range", help="START-END, inclusive.")] = None,
+) -> None:
+    """Show an asset, or with -o download its content (or a byte range of it)."""
+    with _client() as client:
+        if output is None:
+            console.print_json(json.dumps(_api(lambda: client.get(asset_id))))
+            return
+        span = None
+        if byte_range:
+            start, _, end = byte_range.partition("-")
+            span = (int(start), int(end))
+        written = _api(lambda: client.download(asset_id, output, version=version, byte_range=span))
+        console.print(f"wrote {written} bytes to {output}")
+
+
+@app.command()
+def trash(asset_id: str) -> None:
+    """Move an asset to the trash."""
+    with _client() as client:
+        _api(lambda: client.trash(asset_id))
+    console.print(f"trashed {asset_id}")
+
+
+@app.command()
+def restore(asset_id: str) -> None:
+    """Restore an asset from the trash."""
+    with _client() as client:
+        _api(lambda: client.restore(asset_id))
+    console.print(f"restored {asset_id}")

@@ -1,0 +1,78 @@
+"""Settings: one class, every field an ``ASSETD_*`` environment variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ASSETD_", extra="ignore")
+
+    data_dir: Path = Field(
+        Path("./data"), description="SQLite file and local blob store live here."
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default is sqlite in data_dir. postgresql://… for scale."
+    )
+    storage_url: str | None = Field(
+        None,
+        description="file:///path, s3://bucket?endpoint=…&region=…, or memory://; "
+        "default data_dir/blobs.",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = Field(None, description="Base URL used in links the API hands out.")
+    secret_key: SecretStr | None = Field(
+        None, description="Signs URLs; generated and kept in data_dir when unset."
+    )
+
+    bootstrap_tenant: str | None = None
+    bootstrap_api_key: SecretStr | None = None
+
+    max_file_size_bytes: int = 5 * 1024**3
+    signed_url_ttl_seconds: int = 3600
+    blob_grace_seconds: int = 3600
+    api_key_cache_seconds: float = 5.0
+
+    jwt_hs256_secret: SecretStr | None = None
+    jwt_rs256_public_key: str | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_tenant_claim: str = "tenant"
+
+    auto_migrate: bool = Field(
+        True, description="Apply database migrations when `assetd serve` starts."
+    )
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    def resolved_database_url(self) -> str:
+        """The async SQLAlchemy URL to use, defaulting to a SQLite file in data_dir."""
+        url = self.database_url or f"sqlite:///{(self.data_dir / 'assetd.db').resolve()}"
+        return to_async_url(url)
+
+    def resolved_storage_url(self) -> str:
+        return self.storage_url or f"file://{(self.data_dir / 'blobs').resolve()}"
+
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+def to_async_url(url: str) -> str:
+    """Map plain driver URLs to the async drivers assetd runs on."""
+    for plain, driver in (
+        ("sqlite://", "sqlite+aiosqlite://"),
+        ("postgresql://", "postgresql+psycopg://"),
+        ("postgres://", "postgresql+psycopg://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url
+
+
+def to_sync_url(url: str) -> str:
+    """The same database through a blocking driver, for Alembic and the CLI."""
+    return url.replace("sqlite+aiosqlite://", "sqlite://")

@@ -1,0 +1,68 @@
+"""Domain errors. They carry no HTTP status; app.py maps each class to one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AssetdError(Exception):
+    """Base of every error a client can cause; ``detail`` is safe to show them."""
+
+    title = "Error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class NotFound(AssetdError):
+    title = "Not found"
+
+
+class Conflict(AssetdError):
+    title = "Conflict"
+
+
+class PreconditionFailed(AssetdError):
+    title = "Precondition failed"
+
+
+class InvalidInput(AssetdError):
+    title = "Invalid input"
+
+
+class QueryError(InvalidInput):
+    title = "Invalid query"
+
+
+class PayloadTooLarge(AssetdError):
+    title = "Payload too large"
+
+
+class QuotaExceeded(PayloadTooLarge):
+    title = "Storage quota exceeded"
+
+
+class PolicyViolation(AssetdError):
+    title = "Policy violation"
+
+
+class Unauthenticated(AssetdError):
+    title = "Unauthorized"
+
+
+class Forbidden(AssetdError):
+    title = "Forbidden"
+
+
+class RangeNotSatisfiable(AssetdError):
+    title = "Range not satisfiable"
+
+    def __init__(self, detail: str, *, size: int) -> None:
+        super().__init__(detail, size=size)
+        self.size = size
+
+
+class DigestMismatch(InvalidInput):
+    title = "Digest mismatch"

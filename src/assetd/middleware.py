@@ -1,0 +1,71 @@
+"""Pure ASGI middleware (no BaseHTTPMiddleware: it would buffer streamed bodies)."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+
+
+class Metrics:
+    """Per-app registry: two apps in one process (tests) don't share counters."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "assetd_http_requests",
+            "HTTP requests handled",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "assetd_http_request_seconds",
+            "Time to the response head",
+            ["method", "route"],
+            registry=self.registry,
+        )
+        self.upload_bytes = Counter(
+            "assetd_upload_bytes", "Bytes received in uploads", registry=self.registry
+        )
+
+
+class RequestContextMiddleware:
+    """A request id on every response and log line, and request metrics."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+                route = scope.get("route")
+                template = getattr(route, "path", "unmatched")
+                self.metrics.latency.labels(scope["method"], template).observe(
+                    time.perf_counter() - started
+                )
+                self.metrics.requests.labels(scope["method"], template, str(status)).inc()
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            await self.app(scope, receive, send_with_id)

@@ -1,0 +1,76 @@
+"""The blob store interface. Calls block; async callers run them off the event loop."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+READ_CHUNK_BYTES = 1024 * 1024
+
+
+class BlobNotFound(Exception):
+    """No blob under that key."""
+
+
+class InvalidKey(ValueError):
+    """A key that could escape the store or is not one assetd makes."""
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    key: str
+    size_bytes: int
+    modified_at: datetime
+
+
+@runtime_checkable
+class BlobWriter(Protocol):
+    """Bytes being staged; invisible under any key until commit()."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def commit(self, key: str) -> None:
+        """Durably publish the staged bytes under key, replacing what may be there."""
+
+    def abort(self) -> None:
+        """Drop the staged bytes; safe to call twice or after commit."""
+
+
+@runtime_checkable
+class BlobStorage(Protocol):
+    def writer(self) -> BlobWriter: ...
+
+    def read(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Chunks of bytes start..end (inclusive; None = to the end). Raises BlobNotFound."""
+
+    def size(self, key: str) -> int:
+        """Size in bytes. Raises BlobNotFound."""
+
+    def delete(self, key: str) -> None:
+        """Remove the blob; no error when it is already gone."""
+
+    def list(self, prefix: str = "") -> Iterator[BlobInfo]:
+        """Every committed blob under prefix (staging areas excluded)."""
+
+    def list_staging(self) -> Iterator[BlobInfo]:
+        """Staged uploads that were never committed or aborted (a crash leaves them)."""
+
+    def delete_staging(self, key: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def put_bytes(storage: BlobStorage, key: str, data: bytes) -> None:
+    """Store a small blob in one go (tests, fixtures)."""
+    writer = storage.writer()
+    try:
+        writer.write(data)
+        writer.commit(key)
+    finally:
+        writer.abort()
+
+
+def read_all(storage: BlobStorage, key: str) -> bytes:
+    return b"".join(storage.read(key))

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from assetd.db.repository import RepositoryBase
+from assetd.tenants.models import Tenant
+
+
+class TenantRepository(RepositoryBase[Tenant]):
+    model = Tenant
+
+    async def get_by_id(self, tenant_id: str) -> Tenant | None:
+        return await self.session.get(Tenant, tenant_id)
+
+    async def get_by_slug(self, slug: str) -> Tenant | None:
+        result = await self.session.execute(sa.select(Tenant).where(Tenant.slug == slug))
+        return result.scalar_one_or_none()
+
+    async def list_all(self) -> list[Tenant]:
+        result = await self.session.execute(sa.select(Tenant).order_by(Tenant.slug))
+        return list(result.scalars())
+
+    async def count(self) -> int:
+        return int(await self.session.scalar(sa.select(sa.func.count()).select_from(Tenant)) or 0)
+
+    async def charge(self, tenant_id: str, size_bytes: int) -> bool:
+        """Add bytes to the tenant's usage unless that would pass its quota; False if it would."""
+        stmt = (
+            sa.update(Tenant)
+            .where(Tenant.id == tenant_id)
+            .where(
+                sa.or_(
+                    Tenant.quota_bytes.is_(None),
+                    Tenant.used_bytes + size_bytes <= Tenant.quota_bytes,
+                )
+            )
+            .values(used_bytes=Tenant.used_bytes + size_bytes)
+        )
+        result = await self.session.execute(stmt)
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def release(self, tenant_id: str, size_bytes: int) -> None:
+        await self.session.execute(
+            sa.update(Tenant)
+            .where(Tenant.id == tenant_id)
+            .values(used_bytes=Tenant.used_bytes - size_bytes)
+        )
