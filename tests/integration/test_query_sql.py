@@ -94,7 +94,7 @@ ROWS: dict[str, dict[str, Any]] = {
         "size_bytes": 150,
         "tags": ["red", "small"],
         "meta": {"n": 12.5, "color": "plain", "empty": "", "list": [], "obj": {}, "nul": None},
-        "description": "Clip",
+        "description": "Clip\n",
         "created_at": T0 + HOUR,
         "mime_type": "video/mp4",
         "filename": "clip.mp4",
@@ -231,6 +231,9 @@ CASES: list[tuple[str, set[str]]] = [
     ("name:(~b c)", {"ab cd"}),
     ("name:(zeta,~^al)", {"zeta", "alpha"}),
     ('description:~"AB CD"', {"ab cd"}),
+    # PostgreSQL's reading on both: "$" is the very end, "." matches a newline.
+    ("description:~Clip$", set()),
+    ("description:~p.$", {"delta"}),
     ("mimeType:~^image/", {"alpha", "epsilon"}),
     ("filename:~\\.pdf$", {"beta"}),
     (f"id:~^{asset_id('gamma')[:4]}", {"gamma"}),

@@ -243,6 +243,10 @@ class TestParseErrors:
         with pytest.raises(QueryError, match="longer than"):
             parse_query("a:" + "x" * 5000)
 
+    def test_too_many_values_in_a_group(self) -> None:
+        with pytest.raises(QueryError, match="more than 100 values"):
+            parse_query("size:(" + ",".join(["1"] * 101) + ")")
+
     def test_too_many_terms(self) -> None:
         with pytest.raises(QueryError, match="more than 64 terms"):
             parse_query(" ".join(["a:1"] * 65))
@@ -330,6 +334,8 @@ class TestRegexCheck:
             ("((ab)*c)+", "nested quantifier"),
             ("(?:x{2}){3}", "nested quantifier"),
             ("a{2}{3}", "repeated quantifier"),
+            ("(?=a)+", "quantified lookaround"),
+            ("b(?<!a){2}", "quantified lookaround"),
         ],
     )
     def test_unportable_or_invalid_patterns_fail(self, pattern: str, expected: str) -> None:
@@ -403,6 +409,13 @@ class TestCompileShapes:
         assert SEED_FIELDS.resolve("metadata.color").kind is FieldKind.JSON
         assert SEED_FIELDS.resolve("details.bytes") is NATIVE_FIELDS["size"]
 
+    def test_field_map_merges_from_either_side(self) -> None:
+        left = {"bytes": NATIVE_FIELDS["size"]} | NATIVE_FIELDS
+        assert isinstance(left, FieldMap)
+        assert len(left) == len(NATIVE_FIELDS) + 1
+        assert "bytes" in list(left)
+        assert left.resolve("metadata.x").path == ("x",)
+
     def test_resolver_hook_adds_dynamic_prefixes(self) -> None:
         fields = NATIVE_FIELDS.with_resolver(
             "facts", lambda path: Field(FieldKind.JSON, Asset.meta, path=("facts", *path))
@@ -458,6 +471,11 @@ class TestSortSpec:
 
     def test_sqlite_supports_nulls_last(self) -> None:
         assert sqlite3.sqlite_version_info >= (3, 30, 0)
+
+    def test_too_many_sort_keys(self) -> None:
+        sort = "name,size,type,kind,access,state,url,filename,extension"
+        with pytest.raises(QueryError, match="more than 8 sort fields"):
+            compile_sort(sort, dialect="sqlite")
 
     @pytest.mark.parametrize(
         ("sort", "offset", "expected"),
@@ -626,7 +644,13 @@ any_text = st.text(min_size=0, max_size=20)
 predicates = st.one_of(
     st.builds(Predicate, st.just("eq"), bare_values, st.just(False)),
     st.builds(Predicate, st.just("eq"), any_text, st.just(True)),
-    st.builds(Predicate, st.sampled_from(["gt", "ge", "lt", "le"]), bare_values, st.booleans()),
+    st.builds(
+        Predicate,
+        st.sampled_from(["gt", "ge", "lt", "le"]),
+        # ">" then "=x" unquoted is ">=" then "x": not a bare operand.
+        bare_values.filter(lambda v: not v.startswith("=")),
+        st.booleans(),
+    ),
     st.builds(Predicate, st.sampled_from(["gt", "ge", "lt", "le"]), any_text, st.just(True)),
     st.builds(Predicate, st.sampled_from(["null", "exists"])),
     st.builds(Predicate, st.just("regex"), st.text(min_size=1, max_size=20)),

@@ -65,8 +65,8 @@ class Asset(IDModel, TenantOwned, Base):
         sa.Index("ix_assets_tenant_state_created", "tenant_id", "state", "created_at", "id"),
         sa.Index("ix_assets_tenant_state_name", "tenant_id", "state", "name", "id"),
         sa.Index("ix_assets_tenant_state_modified", "tenant_id", "state", "modified_at", "id"),
-        sa.Index("ix_assets_tenant_state_type", "tenant_id", "state", "type", "created_at"),
-        sa.Index("ix_assets_tenant_state_size", "tenant_id", "state", "size_bytes"),
+        sa.Index("ix_assets_tenant_state_type", "tenant_id", "state", "type", "created_at", "id"),
+        sa.Index("ix_assets_tenant_state_size", "tenant_id", "state", "size_bytes", "id"),
     )
 
     kind: Mapped[AssetKind] = mapped_column(_enum(AssetKind))

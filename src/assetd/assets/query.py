@@ -18,8 +18,11 @@ Pure: no I/O. Every filter runs in SQL, the same way on SQLite and PostgreSQL.
 - ``field:null`` matches a missing value, JSON null, an empty string, array or object;
   ``field:exists`` is its exact negation.
 - ``field:~regex`` searches (unanchored, case-sensitive; prefix ``(?i)`` to ignore case) with
-  a portable subset of regex syntax, at most 200 characters. Inside parentheses the regex runs
-  to the closing parenthesis, so ``id:(~AB CD)`` searches for "AB CD".
+  the regex syntax SQLite (Python ``re``) and PostgreSQL share: no backreferences, ``\\b``,
+  named groups, POSIX classes, possessive or nested quantifiers (``(a+)+``); at most 200
+  characters; "." matches newlines and "$" is only the very end, as in PostgreSQL. Inside
+  parentheses the regex runs to the closing parenthesis, so ``id:(~AB CD)`` searches for
+  "AB CD"; ``~"..."`` quotes one too.
 - Arrays: ``tags:x`` means "tags contains x", a regex matches if any tag matches,
   ``tags:null`` means no tags. ``refIds.id:x`` / ``refIds.type:x`` match if any reference
   has that id / type.
@@ -281,7 +284,8 @@ def _is_bare_safe(value: str, symbol: str) -> bool:
     if not value or _has_any(value, _NOT_IN_BARE):
         return False
     if symbol:
-        return True
+        # ">" then "=5" would read back as ">=" then "5".
+        return not (symbol in "<>" and value.startswith("="))
     return value[0] not in "~<>" and value not in _KEYWORDS
 
 
@@ -565,6 +569,7 @@ def check_regex(pattern: str, *, offset: int = 0, source: str = "q") -> None:
         warnings.simplefilter("error")
         try:
             re.compile(pattern)
+            re.compile(_python_pattern(pattern))
         except (re.error, Warning) as exc:
             raise _error(source, offset, f"invalid regular expression: {exc}") from None
 
@@ -577,9 +582,10 @@ def _unportable_regex(pattern: str) -> str | None:
     end = len(pattern)
     class_start: int | None = None
     after_quantifier = False
-    # Per open group: does it contain a quantifier? [0] is the whole pattern.
+    # Per open group: does it contain a quantifier, is it a lookaround? [0] is the pattern.
     quantified = [False]
-    after_quantified_group = False
+    lookaround = [False]
+    after_quantified_group = after_lookaround = False
     while index < end:
         char = pattern[index]
         if class_start is not None:
@@ -609,13 +615,14 @@ def _unportable_regex(pattern: str) -> str | None:
         else:
             if after_quantified_group:
                 return f"nested quantifier at position {index}, like (a+)+"
+            if after_lookaround:
+                return f"quantified lookaround at position {index}"
             quantified[-1] = True
             after_quantifier = True
-            after_quantified_group = False
+            after_quantified_group = after_lookaround = False
             index = quantifier_end
             continue
-        after_quantifier = False
-        after_quantified_group = False
+        after_quantifier = after_quantified_group = after_lookaround = False
         if char == "\\":
             index += 2
         elif char == "[":
@@ -624,13 +631,15 @@ def _unportable_regex(pattern: str) -> str | None:
                 index += 1
             class_start = index
         elif char == "(":
-            quantified.append(False)
             prefix = next((g for g in _REGEX_GROUPS if pattern.startswith(g, index)), "(")
+            quantified.append(False)
+            lookaround.append(prefix not in ("(", "(?:"))
             index += len(prefix)
         elif char == ")" and len(quantified) > 1:
             inner = quantified.pop()
             quantified[-1] = quantified[-1] or inner
             after_quantified_group = inner
+            after_lookaround = lookaround.pop()
             index += 1
         else:
             index += 1
@@ -663,6 +672,43 @@ def _unportable_atom(pattern: str, index: int) -> str | None:
     elif pattern.startswith("(?", index) and not pattern.startswith(_REGEX_GROUPS, index):
         return f"group '{pattern[index : index + 3]}' at position {index}"
     return None
+
+
+def _python_pattern(pattern: str) -> str:
+    """``pattern`` as PostgreSQL reads it, for Python: "." matches newlines, "$" only the end."""
+    flags = "(?s)"
+    if pattern.startswith("(?i)"):
+        flags, pattern = "(?is)", pattern[4:]
+    out: list[str] = []
+    index, end = 0, len(pattern)
+    class_start: int | None = None
+    while index < end:
+        char = pattern[index]
+        if char == "\\":
+            out.append(pattern[index : index + 2])
+            index += 2
+            continue
+        if class_start is not None:
+            if char == "]" and index != class_start:
+                class_start = None
+        elif char == "[":
+            class_start = index + 1
+            if pattern.startswith("^", class_start):
+                out.append("[^")
+                index, class_start = index + 2, class_start + 1
+                continue
+        elif char == "$":
+            # Python's "$" also matches before a final newline.
+            char = "\\Z"
+        out.append(char)
+        index += 1
+    return flags + "".join(out)
+
+
+def _regex_match(text: Expr, pattern: str, dialect: Dialect) -> Condition:
+    if dialect == "sqlite":
+        pattern = _python_pattern(pattern)
+    return text.regexp_match(sa.literal(pattern, sa.String))
 
 
 @lru_cache(maxsize=256)
@@ -817,7 +863,7 @@ class _Array:
     def any_matches(self, pattern: str, key: str | None) -> Condition:
         def condition(elements: Any) -> Condition:
             is_string, text = self._element_text(elements, key)
-            return sa.and_(is_string, text.regexp_match(sa.literal(pattern, sa.String)))
+            return sa.and_(is_string, _regex_match(text, pattern, self.dialect))
 
         return self._any(condition)
 
@@ -940,7 +986,7 @@ class _Compiler:
                 raise self.reject(name, field, predicate)
             # Bound as a plain string: an Enum-typed parameter would reject the pattern.
             text = sa.type_coerce(column, sa.String)
-            return text.regexp_match(sa.literal(predicate.value, sa.String))
+            return _regex_match(text, predicate.value, self.dialect)
         if kind in (FieldKind.STRING, FieldKind.ENUM):
             if op != "eq":
                 raise self.reject(name, field, predicate, "only numbers and dates compare")
@@ -961,7 +1007,7 @@ class _Compiler:
             empty = target.is_empty()
             return empty if op == "null" else sa.not_(empty)
         if op == "regex":
-            return target.text().regexp_match(sa.literal(predicate.value, sa.String))
+            return _regex_match(target.text(), predicate.value, self.dialect)
         value = predicate.value
         if predicate.quoted:
             return _compare(target.text(), op, sa.literal(value, sa.String))

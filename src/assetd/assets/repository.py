@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -34,8 +36,8 @@ class AssetRepository(TenantScopedRepository[Asset]):
         self,
         tenant_id: str,
         *,
-        where: list[sa.ColumnElement[bool]],
-        order_by: list[sa.ColumnElement[object]],
+        where: Sequence[sa.ColumnElement[bool]],
+        order_by: Sequence[sa.ColumnElement[Any]],
         limit: int,
         offset: int = 0,
     ) -> list[Asset]:

@@ -25,7 +25,7 @@ from assetd.assets.uploads import parse_fields, receive_upload
 from assetd.auth.dependencies import optional_principal, require_scope
 from assetd.auth.principal import DELETE, READ, WRITE, Principal
 from assetd.context import AppContext, get_context
-from assetd.db.dependencies import UnitOfWork
+from assetd.db.dependencies import ReadOnly, UnitOfWork
 from assetd.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from assetd.tenants.repository import TenantRepository
 
@@ -36,6 +36,7 @@ Writer = Annotated[Principal, Depends(require_scope(WRITE))]
 Deleter = Annotated[Principal, Depends(require_scope(DELETE))]
 Context = Annotated[AppContext, Depends(get_context)]
 Session = Annotated[AsyncSession, UnitOfWork]
+ReadSession = Annotated[AsyncSession, ReadOnly]
 
 UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
@@ -142,7 +143,7 @@ async def list_assets(
     response: Response,
     principal: Reader,
     context: Context,
-    session: Session,
+    session: ReadSession,
     q: Annotated[str | None, Query(max_length=4000, description="Query language, see docs")] = None,
     sort: Annotated[str | None, Query(max_length=500)] = None,
     page_number: Annotated[int, Query(alias="pageNumber", ge=1, le=1_000_000)] = 1,
@@ -179,7 +180,7 @@ async def list_assets(
 
 @router.get("/assets/{asset_id}", response_model=AssetRead, summary="Get an asset")
 async def get_asset(
-    asset_id: str, response: Response, principal: Reader, context: Context, session: Session
+    asset_id: str, response: Response, principal: Reader, context: Context, session: ReadSession
 ) -> AssetRead:
     asset = await _service(session, context).get(principal, asset_id)
     response.headers["ETag"] = asset_etag(asset)
@@ -236,7 +237,7 @@ async def restore_asset(
     "/assets/{asset_id}/versions", response_model=list[VersionRead], summary="List versions"
 )
 async def list_versions(
-    asset_id: str, principal: Reader, context: Context, session: Session
+    asset_id: str, principal: Reader, context: Context, session: ReadSession
 ) -> list[VersionRead]:
     service = _service(session, context)
     asset = await service.get(principal, asset_id)
@@ -264,10 +265,13 @@ async def add_version(
     session: Session,
     if_match: Annotated[str | None, Header()] = None,
 ) -> VersionRead:
-    service = _service(session, context)
     expected = revision_from_if_match(if_match)
-    await service.get(principal, asset_id)  # 404 before reading a byte of the body
+    # 404 before reading a byte of the body, in a read transaction of its own: the write
+    # transaction must not start (and lock) until the bytes are in.
+    async with context.db.session(write=False) as check:
+        await _service(check, context).get(principal, asset_id)
     _, staged = await receive_upload(request, context, principal)
+    service = _service(session, context)
     if staged is None:
         raise InvalidInput("the form has no 'file' part")
     version = await service.add_version(principal, asset_id, staged, expected)
@@ -297,7 +301,7 @@ async def download_content(
     request: Request,
     principal: Reader,
     context: Context,
-    session: Session,
+    session: ReadSession,
     version: Annotated[int | None, Query(ge=1)] = None,
     download: bool = False,
 ) -> Response:
@@ -319,7 +323,7 @@ async def download_version(
     request: Request,
     principal: Reader,
     context: Context,
-    session: Session,
+    session: ReadSession,
     download: bool = False,
 ) -> Response:
     service = _service(session, context)
@@ -342,7 +346,7 @@ async def create_signed_url(
     asset_id: str,
     principal: Reader,
     context: Context,
-    session: Session,
+    session: ReadSession,
     body: Annotated[SignedUrlRequest | None, Body()] = None,
 ) -> SignedUrlRead:
     body = body or SignedUrlRequest()
@@ -372,7 +376,7 @@ async def serve_file(
     asset_id: str,
     request: Request,
     context: Context,
-    session: Session,
+    session: ReadSession,
     principal: Annotated[Principal | None, Depends(optional_principal)],
     version: Annotated[int | None, Query(ge=1)] = None,
     expires: int | None = None,

@@ -182,6 +182,29 @@ class AssetService:
         log.info("asset.version_added", asset_id=asset.id, version=version.number)
         return version
 
+    async def update_with_content(
+        self,
+        principal: Principal,
+        asset_id: str,
+        data: AssetUpdate,
+        staged: StagedUpload,
+        *,
+        immutable: tuple[str, ...] = (),
+    ) -> Version:
+        """update() and add_version() as one change, so the revision moves once (seed 001 PUT)."""
+        try:
+            asset = await self.update(principal, asset_id, data, immutable=immutable)
+            if asset.kind is AssetKind.LINK:
+                raise Conflict("a LINK asset has no content versions")
+            if asset.state is AssetState.trashed:
+                raise Conflict("restore the asset before adding a version")
+            version = await self._attach_version(principal, asset, staged, explicit_type=None)
+        except BaseException:
+            await _discard_unpublished(staged)
+            raise
+        log.info("asset.version_added", asset_id=asset.id, version=version.number)
+        return version
+
     def _new_asset(self, principal: Principal, data: AssetFields, kind: AssetKind) -> Asset:
         now = utcnow()
         return Asset(

@@ -12,7 +12,7 @@ from assetd.auth.principal import ADMIN, Principal
 from assetd.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 from assetd.auth.service import ApiKeyService
 from assetd.context import AppContext, get_context
-from assetd.db.dependencies import UnitOfWork
+from assetd.db.dependencies import ReadOnly, UnitOfWork
 
 router = APIRouter(tags=["keys"])
 Admin = Annotated[Principal, Depends(require_scope(ADMIN))]
@@ -34,7 +34,9 @@ async def create_key(data: ApiKeyCreate, principal: Admin, session: Session) -> 
 
 
 @router.get("/keys", response_model=list[ApiKeyRead], summary="List API keys")
-async def list_keys(principal: Admin, session: Session) -> list[ApiKeyRead]:
+async def list_keys(
+    principal: Admin, session: Annotated[AsyncSession, ReadOnly]
+) -> list[ApiKeyRead]:
     rows = await ApiKeyService(session).list_for(principal.tenant.id)
     return [ApiKeyRead.model_validate(r) for r in rows]
 

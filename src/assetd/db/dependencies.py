@@ -17,6 +17,14 @@ async def _unit_of_work(context: AppContext = Depends(get_context)) -> AsyncIter
         yield session
 
 
+async def _read_only(context: AppContext = Depends(get_context)) -> AsyncIterator[AsyncSession]:
+    # Readers must not take SQLite's write lock (BEGIN IMMEDIATE), or downloads would queue
+    # behind each other and behind every upload.
+    async with context.db.session(write=False) as session:
+        yield session
+
+
 # scope="function": commit happens before the response goes out, so a client never sees a
 # success for a change that then failed to commit.
 UnitOfWork = Depends(_unit_of_work, scope="function")
+ReadOnly = Depends(_read_only, scope="function")

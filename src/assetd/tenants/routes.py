@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from assetd.auth.dependencies import require_scope
 from assetd.auth.principal import ADMIN, READ, Principal
 from assetd.context import AppContext, get_context
-from assetd.db.dependencies import UnitOfWork
+from assetd.db.dependencies import ReadOnly, UnitOfWork
 from assetd.tenants.schemas import TenantRead, TenantUpdate
 from assetd.tenants.service import TenantService
 
@@ -20,7 +20,8 @@ Session = Annotated[AsyncSession, UnitOfWork]
 
 @router.get("/tenant", response_model=TenantRead, summary="The caller's tenant, with usage")
 async def get_tenant(
-    principal: Annotated[Principal, Depends(require_scope(READ))], session: Session
+    principal: Annotated[Principal, Depends(require_scope(READ))],
+    session: Annotated[AsyncSession, ReadOnly],
 ) -> TenantRead:
     return TenantRead.model_validate(await TenantService(session).get(principal.tenant.id))
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 01:32:00.206090
+Create Date: 2026-11-24 01:56:42.898585
 """
 
 from __future__ import annotations
@@ -143,11 +143,11 @@ def upgrade() -> None:
             "ix_assets_tenant_state_name", ["tenant_id", "state", "name", "id"], unique=False
         )
         batch_op.create_index(
-            "ix_assets_tenant_state_size", ["tenant_id", "state", "size_bytes"], unique=False
+            "ix_assets_tenant_state_size", ["tenant_id", "state", "size_bytes", "id"], unique=False
         )
         batch_op.create_index(
             "ix_assets_tenant_state_type",
-            ["tenant_id", "state", "type", "created_at"],
+            ["tenant_id", "state", "type", "created_at", "id"],
             unique=False,
         )
 
