@@ -6,16 +6,19 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from pathlib import Path
 
 import anyio.to_thread
 import sqlalchemy as sa
 from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from assetd import __version__
 from assetd.api import api_router, compat_routers
+from assetd.assets.schemas import AssetCreate, AssetFields
 from assetd.assets.signing import UrlSigner
 from assetd.assets.sniff import Sniffer
 from assetd.auth.cache import PrincipalCache
@@ -103,4 +106,21 @@ def create_app(settings: Settings, *, storage: BlobStorage | None = None) -> Fas
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the bodies of routes that parse their own (streaming) requests."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (AssetCreate, AssetFields):
+            definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, nested in definition.pop("$defs", {}).items():
+                components.setdefault(name, nested)
+            components.setdefault(model.__name__, definition)
+        app.openapi_schema = schema
+    return app.openapi_schema

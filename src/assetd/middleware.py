@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -10,7 +11,19 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from assetd.errors import PayloadTooLarge
+
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+# JSON bodies are parsed in memory, so they get a hard cap; files go through multipart or
+# raw uploads, which stream.
+MAX_JSON_BYTES = 1024 * 1024
+
+
+class BodyTooLarge(PayloadTooLarge):
+    """A JSON body passed MAX_JSON_BYTES while being received (mapped to 413 in problems.py)."""
+
+    def __init__(self) -> None:
+        super().__init__(f"JSON bodies are limited to {MAX_JSON_BYTES} bytes")
 
 
 class Metrics:
@@ -67,5 +80,51 @@ class RequestContextMiddleware:
                 self.metrics.requests.labels(scope["method"], template, str(status)).inc()
             await send(message)
 
+        headers = dict(scope["headers"])
+        content_type = headers.get(b"content-type", b"").lower()
+        if b"json" in content_type:
+            declared = headers.get(b"content-length", b"")
+            if declared.isdigit() and int(declared) > MAX_JSON_BYTES:
+                await _too_large(send_with_id)
+                return
+            receive = _capped(receive, MAX_JSON_BYTES)
+
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             await self.app(scope, receive, send_with_id)
+
+
+def _capped(receive: Receive, limit: int) -> Receive:
+    received = 0
+
+    async def capped() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise BodyTooLarge
+        return message
+
+    return capped
+
+
+async def _too_large(send: Send) -> None:
+    body = json.dumps(
+        {
+            "type": "about:blank",
+            "title": "Payload too large",
+            "status": 413,
+            "detail": f"JSON bodies are limited to {MAX_JSON_BYTES} bytes",
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -8,6 +8,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assetd import errors
@@ -86,6 +87,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, DataError):
+        # The database refused a value (out of range, bad encoding) that validation let by.
+        log.warning("request.data_error", path=request.url.path, error=str(exc.orig))
+        return problem(400, "Invalid input", "a value in the request is not acceptable", request)
     if isinstance(exc, BlobNotFound):
         log.error("blob.missing", key=str(exc), path=request.url.path)
         return problem(500, "Content missing", "the stored content is missing", request)

@@ -300,6 +300,8 @@ def format_query(terms: Sequence[Term]) -> str:
 
 def parse_query(q: str) -> list[Term]:
     """Parse ``q`` into terms; QueryError says where and what was expected."""
+    if "\x00" in q:
+        raise _error("q", q.index("\x00"), "NUL characters are not allowed")
     return _Parser(q).parse()
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from assetd.assets.models import Asset, AssetState, Blob, Version
 from assetd.db.base import utcnow
 from assetd.db.repository import TenantScopedRepository
-from assetd.ids import new_id
+from assetd.ids import is_id, new_id
 
 
 class AssetRepository(TenantScopedRepository[Asset]):
@@ -22,6 +22,8 @@ class AssetRepository(TenantScopedRepository[Asset]):
         self, tenant_id: str, asset_id: str, *, include_trashed: bool = True, lock: bool = False
     ) -> Asset | None:
         """An asset that exists for clients: not pending (half-made), trashed only if asked."""
+        if not is_id(asset_id):  # a malformed id is simply missing; don't send it to the DB
+            return None
         states = [AssetState.active, AssetState.trashed] if include_trashed else [AssetState.active]
         stmt = (
             self.scoped_statement(tenant_id)

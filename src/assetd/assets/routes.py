@@ -290,11 +290,17 @@ async def promote_version(
     return to_read(context, principal.tenant.slug, asset)
 
 
-@router.api_route(
+@router.get(
     "/assets/{asset_id}/content",
-    methods=["GET", "HEAD"],
     summary="Download the current (or ?version=N) content; supports Range",
     response_class=Response,
+    operation_id="download_content",
+)
+@router.head(
+    "/assets/{asset_id}/content",
+    summary="Download the current (or ?version=N) content; supports Range",
+    response_class=Response,
+    operation_id="download_content_head",
 )
 async def download_content(
     asset_id: str,
@@ -311,11 +317,17 @@ async def download_content(
     return await content_response(request, context.storage, asset, found, download=download)
 
 
-@router.api_route(
+@router.get(
     "/assets/{asset_id}/versions/{number}/content",
-    methods=["GET", "HEAD"],
     summary="Download one version's content",
     response_class=Response,
+    operation_id="download_version",
+)
+@router.head(
+    "/assets/{asset_id}/versions/{number}/content",
+    summary="Download one version's content",
+    response_class=Response,
+    operation_id="download_version_head",
 )
 async def download_version(
     asset_id: str,
@@ -365,11 +377,17 @@ async def create_signed_url(
     )
 
 
-@router.api_route(
+@router.get(
     "/files/{tenant}/{asset_id}",
-    methods=["GET", "HEAD"],
     summary="Serve PUBLIC content without credentials, or PRIVATE content by signed URL",
     response_class=Response,
+    operation_id="serve_file",
+)
+@router.head(
+    "/files/{tenant}/{asset_id}",
+    summary="Serve PUBLIC content without credentials, or PRIVATE content by signed URL",
+    response_class=Response,
+    operation_id="serve_file_head",
 )
 async def serve_file(
     tenant: str,

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import re
+
 import sqlalchemy as sa
 
 from assetd.db.repository import RepositoryBase
-from assetd.tenants.models import Tenant
+from assetd.tenants.models import TENANT_SLUG_PATTERN, Tenant
+
+_SLUG = re.compile(TENANT_SLUG_PATTERN)
 
 
 class TenantRepository(RepositoryBase[Tenant]):
@@ -13,6 +17,8 @@ class TenantRepository(RepositoryBase[Tenant]):
         return await self.session.get(Tenant, tenant_id)
 
     async def get_by_slug(self, slug: str) -> Tenant | None:
+        if not _SLUG.match(slug):  # never send arbitrary client text to the database
+            return None
         result = await self.session.execute(sa.select(Tenant).where(Tenant.slug == slug))
         return result.scalar_one_or_none()
 

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from assetd.tenants.models import TENANT_SLUG_PATTERN
@@ -10,6 +12,28 @@ from assetd.tenants.models import TENANT_SLUG_PATTERN
 
 class CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
+
+    @model_validator(mode="after")
+    def _no_nul_characters(self) -> CamelModel:
+        # PostgreSQL text cannot hold NUL and SQLite would store it: refuse it everywhere, so
+        # both databases answer the same clear 4xx.
+        if _has_nul(self.__dict__):
+            raise ValueError("text must not contain NUL (\\u0000) characters")
+        return self
+
+
+def _has_nul(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if depth > 64:
+        return False
+    if isinstance(value, dict):
+        return any(_has_nul(k, depth + 1) or _has_nul(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v, depth + 1) for v in value)
+    if isinstance(value, BaseModel):
+        return _has_nul(value.__dict__, depth + 1)
+    return False
 
 
 class TenantPolicy(CamelModel):
