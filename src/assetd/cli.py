@@ -65,6 +65,7 @@ def serve(
     """Start the HTTP server (migrating and bootstrapping an empty database first)."""
     import uvicorn
 
+    from assetd.app import signing_secret
     from assetd.db.session import Database
     from assetd.tenants.bootstrap import bootstrap
 
@@ -88,6 +89,7 @@ def serve(
                 console.print(f"[bold]Admin API key[/bold] (shown once): {created.api_key}")
 
     _run(first_start)
+    signing_secret(settings)  # created here, once, before any worker process starts
     uvicorn.run(
         "assetd.cli:create_app_from_env",
         factory=True,

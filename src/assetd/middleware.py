@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
@@ -83,11 +82,11 @@ class RequestContextMiddleware:
         headers = dict(scope["headers"])
         content_type = headers.get(b"content-type", b"").lower()
         if b"json" in content_type:
+            # Raised from inside the app when the body is read, so that each API renders the
+            # 413 in its own error envelope (problem+json natively, the seeds' elsewhere).
             declared = headers.get(b"content-length", b"")
-            if declared.isdigit() and int(declared) > MAX_JSON_BYTES:
-                await _too_large(send_with_id)
-                return
-            receive = _capped(receive, MAX_JSON_BYTES)
+            limit = 0 if declared.isdigit() and int(declared) > MAX_JSON_BYTES else MAX_JSON_BYTES
+            receive = _capped(receive, limit)
 
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             await self.app(scope, receive, send_with_id)
@@ -101,30 +100,8 @@ def _capped(receive: Receive, limit: int) -> Receive:
         message = await receive()
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
-            if received > limit:
+            if received > limit or limit == 0:
                 raise BodyTooLarge
         return message
 
     return capped
-
-
-async def _too_large(send: Send) -> None:
-    body = json.dumps(
-        {
-            "type": "about:blank",
-            "title": "Payload too large",
-            "status": 413,
-            "detail": f"JSON bodies are limited to {MAX_JSON_BYTES} bytes",
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/problem+json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

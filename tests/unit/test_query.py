@@ -640,7 +640,8 @@ field_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.\-]{0,20}", fullmatch=True)
 bare_values = st.from_regex(r"[A-Za-z0-9_.\-:{}\[\]@/+=*?!#$%&']{1,20}", fullmatch=True).filter(
     lambda v: v not in ("null", "exists")
 )
-any_text = st.text(min_size=0, max_size=20)
+# NUL is refused up front (PostgreSQL text cannot hold it), so valid terms never carry it.
+any_text = st.text(st.characters(blacklist_characters="\x00"), min_size=0, max_size=20)
 predicates = st.one_of(
     st.builds(Predicate, st.just("eq"), bare_values, st.just(False)),
     st.builds(Predicate, st.just("eq"), any_text, st.just(True)),
@@ -653,7 +654,7 @@ predicates = st.one_of(
     ),
     st.builds(Predicate, st.sampled_from(["gt", "ge", "lt", "le"]), any_text, st.just(True)),
     st.builds(Predicate, st.sampled_from(["null", "exists"])),
-    st.builds(Predicate, st.just("regex"), st.text(min_size=1, max_size=20)),
+    st.builds(Predicate, st.just("regex"), any_text.filter(bool)),
 )
 TERMS: st.SearchStrategy[Term] = st.builds(
     Term, field_names, st.lists(predicates, min_size=1, max_size=4).map(tuple), st.booleans()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.exc import IntegrityError
+
 from assetd.auth.principal import ALL_SCOPES
 from assetd.auth.service import ApiKeyService
 from assetd.config import Settings
@@ -23,6 +25,14 @@ class Bootstrapped:
 
 async def bootstrap(db: Database, settings: Settings) -> Bootstrapped | None:
     """Create the first tenant and admin key when the database has no tenant; else None."""
+    try:
+        return await _bootstrap(db, settings)
+    except IntegrityError:
+        # Another server process bootstrapped the same empty database a moment earlier.
+        return None
+
+
+async def _bootstrap(db: Database, settings: Settings) -> Bootstrapped | None:
     async with db.session() as session:
         tenants = TenantService(session)
         if await tenants.count() > 0:
