@@ -13,6 +13,10 @@ import sqlalchemy as sa
 from assetd.db.migrate import upgrade
 from assetd.db.session import Database
 
+# The S3 server (moto on 127.0.0.1) and store fixtures, shared by the contract suite and the
+# API tests that run on S3.
+pytest_plugins = ["tests.s3_fixtures"]
+
 TEST_DATABASE = os.environ.get("ASSETD_TEST_DATABASE", "sqlite")
 POSTGRES_ADMIN_URL = os.environ.get(
     "ASSETD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -1,4 +1,4 @@
-"""Fixtures for the contract suites: an S3-protocol server on 127.0.0.1 and stores on it."""
+"""S3-protocol server on 127.0.0.1 (moto, in a child process) and S3 stores on it."""
 
 from __future__ import annotations
 
