@@ -16,4 +16,4 @@ def new_id() -> str:
 
 
 def is_id(value: str) -> bool:
-    return bool(ID_PATTERN.match(value))
+    return bool(ID_PATTERN.fullmatch(value))

@@ -18,7 +18,8 @@ from assetd.storage.keys import blob_key
 
 PUBLIC_CACHE = "public, max-age=2592000"
 PRIVATE_CACHE = "private, no-cache"
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# At most 18 digits: more would pass any real size, and int() refuses over 4300 digits.
+_RANGE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")
 # Types a browser may render in place; anything else (HTML, SVG, …) is forced to download
 # so that user content cannot run script on our origin.
 _INLINE_TYPES = re.compile(
@@ -28,7 +29,7 @@ _INLINE_TYPES = re.compile(
 
 def content_disposition(filename: str, mime_type: str, *, download: bool = False) -> str:
     """RFC 6266: an ASCII fallback plus the exact UTF-8 name in filename*."""
-    disposition = "inline" if not download and _INLINE_TYPES.match(mime_type) else "attachment"
+    disposition = "inline" if not download and _INLINE_TYPES.fullmatch(mime_type) else "attachment"
     if not filename:
         return disposition
     fallback = filename.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_")
@@ -44,7 +45,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """
     if not header:
         return None
-    match = _RANGE.match(header.strip())
+    match = _RANGE.fullmatch(header.strip())
     if match is None:
         return None
     first, last = match.groups()

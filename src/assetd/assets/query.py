@@ -165,7 +165,7 @@ class FieldMap(Mapping[str, Field]):
                         source, offset, f"{name!r} is nested deeper than {MAX_JSON_DEPTH} levels"
                     )
                 for segment in path:
-                    if not JSON_SEGMENT.match(segment):
+                    if not JSON_SEGMENT.fullmatch(segment):
                         raise _error(
                             source,
                             offset,
@@ -522,7 +522,7 @@ _INT64 = 2**63 - 1
 
 def parse_number(text: str, *, offset: int = 0, source: str = "q") -> int | float:
     """An integer when it fits in 64 bits, else a finite float."""
-    if _NUMBER.match(text):
+    if _NUMBER.fullmatch(text):
         if re.fullmatch(r"[+-]?\d+", text) and abs(int(text)) <= _INT64:
             return int(text)
         number = float(text)
@@ -1013,7 +1013,7 @@ class _Compiler:
         value = predicate.value
         if predicate.quoted:
             return _compare(target.text(), op, sa.literal(value, sa.String))
-        is_number = bool(_NUMBER.match(value))
+        is_number = bool(_NUMBER.fullmatch(value))
         if op == "eq":
             alternatives = [target.text() == sa.literal(value, sa.String)]
             number = _float_or_none(value) if is_number else None

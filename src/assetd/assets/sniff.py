@@ -83,14 +83,27 @@ class Sniffer:
         return mime, asset_type_for(mime, ext, head)
 
 
+# MIME types libmagic names outright, whatever the extension says.
+_DIRECT_TYPES = {
+    "application/vnd.android.package-archive": AssetType.app,
+    "application/x-msi": AssetType.app,
+    "application/x-ms-installer": AssetType.app,
+    "application/x-dosexec": AssetType.app,
+    "application/epub+zip": AssetType.book,
+    "application/x-mobipocket-ebook": AssetType.book,
+    "application/x-pem-file": AssetType.certificate,
+    "application/x-x509-ca-cert": AssetType.certificate,
+    "application/pkix-cert": AssetType.certificate,
+}
+
+
 def asset_type_for(mime: str, extension: str, head: bytes = b"") -> AssetType:
+    if mime in _DIRECT_TYPES:
+        return _DIRECT_TYPES[mime]
     major = mime.split("/", 1)[0]
     if major in ("image", "video", "audio"):
         return AssetType(major)
-    if b"-----BEGIN CERTIFICATE" in head[:4096] or mime in (
-        "application/x-x509-ca-cert",
-        "application/pkix-cert",
-    ):
+    if b"-----BEGIN CERTIFICATE" in head[:4096]:
         return AssetType.certificate
     if extension in _CERT_EXTENSIONS and mime in ("text/plain", "application/octet-stream"):
         return AssetType.certificate
@@ -108,6 +121,4 @@ def asset_type_for(mime: str, extension: str, head: bytes = b"") -> AssetType:
         or mime.startswith("application/vnd.ms-")
     ):
         return AssetType.document
-    if mime in ("application/epub+zip", "application/x-mobipocket-ebook"):
-        return AssetType.book
     return AssetType.other

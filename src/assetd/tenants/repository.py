@@ -17,7 +17,7 @@ class TenantRepository(RepositoryBase[Tenant]):
         return await self.session.get(Tenant, tenant_id)
 
     async def get_by_slug(self, slug: str) -> Tenant | None:
-        if not _SLUG.match(slug):  # never send arbitrary client text to the database
+        if not _SLUG.fullmatch(slug):  # never send arbitrary client text to the database
             return None
         result = await self.session.execute(sa.select(Tenant).where(Tenant.slug == slug))
         return result.scalar_one_or_none()

@@ -49,7 +49,7 @@ class TenantService:
         self.repository = TenantRepository(session)
 
     async def create(self, data: TenantCreate) -> Tenant:
-        if not _SLUG.match(data.slug):
+        if not _SLUG.fullmatch(data.slug):
             raise InvalidInput(f"tenant slug must match {TENANT_SLUG_PATTERN}")
         if await self.repository.get_by_slug(data.slug):
             raise Conflict(f"tenant {data.slug!r} already exists")
