@@ -12,11 +12,13 @@ from typing import Annotated, Any, TypeVar
 
 import anyio
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TransferSpeedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from assetd.config import Settings
+from assetd.logging import configure_logging
 
 app = typer.Typer(no_args_is_help=True, help="assetd: a multi-tenant digital asset service.")
 tenant_app = typer.Typer(no_args_is_help=True, help="Manage tenants.")
@@ -122,13 +124,15 @@ def tenant_create(
     from assetd.tenants.schemas import TenantCreate
     from assetd.tenants.service import TenantService
 
-    data = TenantCreate(
-        slug=slug,
-        name=name,
-        max_file_size_bytes=max_file_size,
-        quota_bytes=quota,
-        allowed_extensions=allowed_extension,
-        allowed_types=allowed_type,
+    data = _guard(
+        lambda: TenantCreate(
+            slug=slug,
+            name=name,
+            max_file_size_bytes=max_file_size,
+            quota_bytes=quota,
+            allowed_extensions=allowed_extension,
+            allowed_types=allowed_type,
+        )
     )
 
     async def create(settings: Settings) -> str:
@@ -160,7 +164,7 @@ def tenant_list() -> None:
         finally:
             await db.dispose()
 
-    table = Table("slug", "id", "used bytes", "quota bytes")
+    table = Table("slug", _id_column(), "used bytes", "quota bytes")
     for slug, tid, used, quota in _run(rows):
         table.add_row(slug, tid, str(used), "-" if quota is None else str(quota))
     console.print(table)
@@ -215,7 +219,14 @@ def key_list(tenant: Annotated[str, typer.Option(help="Tenant slug.")]) -> None:
     async def rows(session: Any, tenant_id: str) -> list[Any]:
         return list(await ApiKeyService(session).list_for(tenant_id))
 
-    table = Table("id", "prefix", "name", "scopes", "expires", "revoked")
+    table = Table(
+        _id_column(),
+        Column("prefix", no_wrap=True, min_width=14),
+        "name",
+        "scopes",
+        "expires",
+        "revoked",
+    )
     for row in _guard(lambda: _run(lambda s: _with_tenant_session(s, tenant, rows))):
         table.add_row(
             row.id,
@@ -240,6 +251,11 @@ def key_revoke(key_id: str, tenant: Annotated[str, typer.Option(help="Tenant slu
     console.print(f"revoked {key_id}")
 
 
+def _id_column() -> Column:
+    # Ids are what people copy into the next command: never cut or wrap them.
+    return Column("id", no_wrap=True, min_width=24)
+
+
 def _guard(action: Callable[[], T]) -> T:
     """Domain errors become a one-line message and exit code 1, not a traceback."""
     from assetd.errors import AssetdError
@@ -247,7 +263,13 @@ def _guard(action: Callable[[], T]) -> T:
     try:
         return action()
     except AssetdError as exc:
-        err.print(f"error: {exc.detail}")
+        err.print(f"error: {exc.detail}", markup=False)
+        raise typer.Exit(1) from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        err.print(f"error: {problems}", markup=False)
         raise typer.Exit(1) from None
 
 
@@ -255,6 +277,8 @@ async def _maintenance(settings: Settings, job: Callable[[Any, Any], Awaitable[T
     from assetd.db.session import Database
     from assetd.storage.factory import storage_from_settings
 
+    # Logs go to stderr so that stdout stays the JSON report.
+    configure_logging(settings.log_level, json=settings.log_json)
     db = Database(settings.resolved_database_url())
     storage = storage_from_settings(settings)
     try:
@@ -352,7 +376,8 @@ def upload(
                 return result
 
             result = _api(send)
-            console.print(f"{result.get('id', asset)}\t{path}")
+            # Plain output for scripts: one "ID<TAB>PATH" line per file, never wrapped.
+            typer.echo(f"{result.get('id', asset)}\t{path}")
 
 
 @app.command("ls")
@@ -371,7 +396,7 @@ def list_assets(
     if as_json:
         console.print_json(json.dumps(page))
         return
-    table = Table("id", "name", "type", "access", "size", "modified")
+    table = Table(_id_column(), "name", "type", "access", "size", "modified")
     for item in page["items"]:
         table.add_row(
             item["id"],

@@ -105,28 +105,37 @@ class BlobRepository(TenantScopedRepository[Blob]):
         caller then owns publishing the bytes.
         """
         insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
-        # ON CONFLICT makes two uploads of the same new bytes meet on one row instead of
-        # one of them failing on the unique constraint.
-        await self.session.execute(
-            insert(Blob)
-            .values(
-                id=new_id(),
-                tenant_id=tenant_id,
-                sha256=sha256,
-                md5=md5,
-                size_bytes=size_bytes,
-                refcount=0,
-                created_at=utcnow(),
-            )
-            .on_conflict_do_nothing(index_elements=["tenant_id", "sha256"])
-        )
         stmt = (
             self.scoped_statement(tenant_id)
             .where(Blob.sha256 == sha256)
             .with_for_update()
             .execution_options(populate_existing=True)
         )
-        blob = (await self.session.execute(stmt)).scalar_one()
+        blob = None
+        # gc may hold the row locked while it deletes it: the locking SELECT then waits and
+        # finds nothing, and the row must be inserted afresh. Two rounds always suffice, a
+        # third guards against a pathological interleaving.
+        for _ in range(3):
+            # ON CONFLICT makes two uploads of the same new bytes meet on one row instead of
+            # one of them failing on the unique constraint.
+            await self.session.execute(
+                insert(Blob)
+                .values(
+                    id=new_id(),
+                    tenant_id=tenant_id,
+                    sha256=sha256,
+                    md5=md5,
+                    size_bytes=size_bytes,
+                    refcount=0,
+                    created_at=utcnow(),
+                )
+                .on_conflict_do_nothing(index_elements=["tenant_id", "sha256"])
+            )
+            blob = (await self.session.execute(stmt)).scalar_one_or_none()
+            if blob is not None:
+                break
+        if blob is None:
+            raise RuntimeError(f"blob {sha256} vanished three times while being referenced")
         blob.refcount += 1
         blob.released_at = None
         await self.session.flush()
