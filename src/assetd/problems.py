@@ -87,9 +87,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, DataError):
+    if isinstance(exc, DataError | OverflowError):
         # The database refused a value (out of range, bad encoding) that validation let by.
-        log.warning("request.data_error", path=request.url.path, error=str(exc.orig))
+        log.warning("request.data_error", path=request.url.path, error=str(exc))
         return problem(400, "Invalid input", "a value in the request is not acceptable", request)
     if isinstance(exc, BlobNotFound):
         log.error("blob.missing", key=str(exc), path=request.url.path)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +29,7 @@ from assetd.context import AppContext, get_context
 from assetd.db.dependencies import ReadOnly, UnitOfWork
 from assetd.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from assetd.tenants.repository import TenantRepository
+from assetd.tenants.schemas import MAX_COUNTER
 
 router = APIRouter(tags=["assets"])
 
@@ -37,6 +39,7 @@ Deleter = Annotated[Principal, Depends(require_scope(DELETE))]
 Context = Annotated[AppContext, Depends(get_context)]
 Session = Annotated[AsyncSession, UnitOfWork]
 ReadSession = Annotated[AsyncSession, ReadOnly]
+VersionNumber = Annotated[int, Path(ge=1, le=MAX_COUNTER)]
 
 UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
@@ -69,15 +72,16 @@ def asset_etag(asset: Asset) -> str:
     return f'"r{asset.revision}"'
 
 
+_IF_MATCH = re.compile(r'(?:W/)?"?r?([0-9]{1,10})"?')
+
+
 def revision_from_if_match(if_match: str | None) -> int | None:
     if if_match is None:
         return None
-    value = if_match.strip().removeprefix("W/").strip('"')
-    if value.startswith("r") and value[1:].isdigit():
-        return int(value[1:])
-    if value.isdigit():
-        return int(value)
-    raise InvalidInput('If-Match must be an ETag from this API, like "r3"')
+    match = _IF_MATCH.fullmatch(if_match.strip())
+    if match is None:
+        raise InvalidInput('If-Match must be an ETag from this API, like "r3"')
+    return int(match.group(1))
 
 
 def to_read(context: AppContext, principal_tenant_slug: str, asset: Asset) -> AssetRead:
@@ -284,7 +288,7 @@ async def add_version(
     summary="Make an older version current again",
 )
 async def promote_version(
-    asset_id: str, number: int, principal: Writer, context: Context, session: Session
+    asset_id: str, number: VersionNumber, principal: Writer, context: Context, session: Session
 ) -> AssetRead:
     asset = await _service(session, context).promote_version(principal, asset_id, number)
     return to_read(context, principal.tenant.slug, asset)
@@ -308,7 +312,7 @@ async def download_content(
     principal: Reader,
     context: Context,
     session: ReadSession,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_COUNTER)] = None,
     download: bool = False,
 ) -> Response:
     service = _service(session, context)
@@ -331,7 +335,7 @@ async def download_content(
 )
 async def download_version(
     asset_id: str,
-    number: int,
+    number: VersionNumber,
     request: Request,
     principal: Reader,
     context: Context,
@@ -345,7 +349,7 @@ async def download_version(
 
 
 class SignedUrlRequest(BaseModel):
-    version: int | None = Field(None, ge=1)
+    version: int | None = Field(None, ge=1, le=MAX_COUNTER)
     expires_in: int | None = Field(None, alias="expiresIn", ge=1, le=7 * 24 * 3600)
 
 
@@ -396,8 +400,8 @@ async def serve_file(
     context: Context,
     session: ReadSession,
     principal: Annotated[Principal | None, Depends(optional_principal)],
-    version: Annotated[int | None, Query(ge=1)] = None,
-    expires: int | None = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_COUNTER)] = None,
+    expires: Annotated[int | None, Query(ge=0, le=2**40)] = None,
     signature: Annotated[str | None, Query(max_length=128)] = None,
     download: bool = False,
 ) -> Response:

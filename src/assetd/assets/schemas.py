@@ -6,7 +6,7 @@ from typing import Any
 from pydantic import AnyUrl, ConfigDict, Field, field_validator
 
 from assetd.assets.models import Access, AssetKind, AssetState, AssetType
-from assetd.tenants.schemas import CamelModel
+from assetd.tenants.schemas import MAX_COUNTER, CamelModel
 
 MAX_TAGS = 100
 
@@ -48,7 +48,9 @@ class AssetCreate(AssetFields):
 
 class AssetUpdate(AssetFields):
     url: AnyUrl | None = None
-    revision: int | None = Field(None, ge=1, description="Expected current revision.")
+    revision: int | None = Field(
+        None, ge=1, le=MAX_COUNTER, description="Expected current revision."
+    )
 
 
 class AssetRead(CamelModel):

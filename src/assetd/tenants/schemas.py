@@ -8,6 +8,11 @@ from pydantic.alias_generators import to_camel
 
 from assetd.tenants.models import TENANT_SLUG_PATTERN
 
+# Byte counts are stored as signed 64-bit integers; 2**62 (4 EiB) leaves room for sums.
+MAX_BYTES = 2**62
+# Revisions and version numbers are stored as 32-bit integers.
+MAX_COUNTER = 2**31 - 1
+
 
 class CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
@@ -36,10 +41,10 @@ def _has_nul(value: Any, depth: int = 0) -> bool:
 
 
 class TenantPolicy(CamelModel):
-    max_file_size_bytes: int | None = Field(None, ge=0)
+    max_file_size_bytes: int | None = Field(None, ge=0, le=MAX_BYTES)
     allowed_extensions: list[str] | None = None
     allowed_types: list[str] | None = None
-    quota_bytes: int | None = Field(None, ge=0)
+    quota_bytes: int | None = Field(None, ge=0, le=MAX_BYTES)
 
 
 class TenantCreate(TenantPolicy):
