@@ -170,16 +170,11 @@ class AssetService:
     ) -> Version:
         try:
             asset = await self._get_for_change(principal, asset_id, expected_revision)
-            if asset.kind is AssetKind.LINK:
-                raise Conflict("a LINK asset has no content versions")
-            if asset.state is AssetState.trashed:
-                raise Conflict("restore the asset before adding a version")
-            version = await self._attach_version(principal, asset, staged, explicit_type=None)
+            version = await self._add_content(principal, asset, staged)
         except BaseException:
             await _discard_unpublished(staged)
             raise
         self._touch(principal, asset)
-        log.info("asset.version_added", asset_id=asset.id, version=version.number)
         return version
 
     async def update_with_content(
@@ -194,14 +189,19 @@ class AssetService:
         """update() and add_version() as one change, so the revision moves once (seed 001 PUT)."""
         try:
             asset = await self.update(principal, asset_id, data, immutable=immutable)
-            if asset.kind is AssetKind.LINK:
-                raise Conflict("a LINK asset has no content versions")
-            if asset.state is AssetState.trashed:
-                raise Conflict("restore the asset before adding a version")
-            version = await self._attach_version(principal, asset, staged, explicit_type=None)
+            return await self._add_content(principal, asset, staged)
         except BaseException:
             await _discard_unpublished(staged)
             raise
+
+    async def _add_content(
+        self, principal: Principal, asset: Asset, staged: StagedUpload
+    ) -> Version:
+        if asset.kind is AssetKind.LINK:
+            raise Conflict("a LINK asset has no content versions")
+        if asset.state is AssetState.trashed:
+            raise Conflict("restore the asset before adding a version")
+        version = await self._attach_version(principal, asset, staged, explicit_type=None)
         log.info("asset.version_added", asset_id=asset.id, version=version.number)
         return version
 
