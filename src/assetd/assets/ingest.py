@@ -128,6 +128,12 @@ class Ingest:
         self._md5.update(batch)
         self._writer.write(batch)
 
+    def _seal(self) -> BlobWriter:
+        if self._writer is None:
+            self._writer = self._storage.writer()
+        self._writer.seal()
+        return self._writer
+
     async def _wait_pending(self) -> None:
         if self._pending is not None:
             pending, self._pending = self._pending, None
@@ -138,13 +144,14 @@ class Ingest:
         try:
             await self._flush()
             await self._wait_pending()
+            # One more thread hop: seal (fsync) now, outside the transaction that will
+            # reference these bytes. An empty upload still gets a zero-byte staging blob.
+            writer = await anyio.to_thread.run_sync(self._seal)
         except BaseException:
             await self.abort()
             raise
-        if self._writer is None:  # an empty upload still gets a (zero-byte) staging blob
-            self._writer = await anyio.to_thread.run_sync(self._storage.writer)
         staged = StagedUpload(
-            writer=self._writer,
+            writer=writer,
             sha256=self._sha256.hexdigest(),
             md5=self._md5.hexdigest(),
             size_bytes=self.size_bytes,

@@ -34,6 +34,29 @@ class AssetRepository(TenantScopedRepository[Asset]):
             stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def get_with_version(
+        self, tenant_id: str, asset_id: str, number: int | None, *, include_trashed: bool
+    ) -> tuple[Asset, Version | None] | None:
+        """The asset and its version `number` (None: the current one) in one query."""
+        if not is_id(asset_id):
+            return None
+        states = [AssetState.active, AssetState.trashed] if include_trashed else [AssetState.active]
+        wanted = Asset.version_number if number is None else sa.literal(number)
+        stmt = (
+            sa.select(Asset, Version)
+            .where(Asset.tenant_id == tenant_id, Asset.id == asset_id, Asset.state.in_(states))
+            .outerjoin(
+                Version,
+                sa.and_(
+                    Version.tenant_id == tenant_id,
+                    Version.asset_id == Asset.id,
+                    Version.number == wanted,
+                ),
+            )
+        )
+        row = (await self.session.execute(stmt)).first()
+        return None if row is None else (row[0], row[1])
+
     async def find(
         self,
         tenant_id: str,
@@ -98,48 +121,33 @@ class VersionRepository(TenantScopedRepository[Version]):
 class BlobRepository(TenantScopedRepository[Blob]):
     model = Blob
 
-    async def reference(self, tenant_id: str, sha256: str, md5: str, size_bytes: int) -> Blob:
-        """The blob row for these bytes with one more reference, locked until commit.
+    async def reference(
+        self, tenant_id: str, sha256: str, md5: str, size_bytes: int
+    ) -> tuple[str, int]:
+        """One more reference to the blob of these bytes: (blob id, new reference count).
 
-        A fresh row (or one whose count had dropped to zero) has refcount 1 afterwards; the
-        caller then owns publishing the bytes.
+        A count of 1 means nobody held these bytes (a new row, or one gc has not deleted yet):
+        the caller then owns publishing them. The row stays locked until commit, so gc cannot
+        delete it in between.
         """
         insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
-        stmt = (
-            self.scoped_statement(tenant_id)
-            .where(Blob.sha256 == sha256)
-            .with_for_update()
-            .execution_options(populate_existing=True)
+        stmt = insert(Blob).values(
+            id=new_id(),
+            tenant_id=tenant_id,
+            sha256=sha256,
+            md5=md5,
+            size_bytes=size_bytes,
+            refcount=1,
+            created_at=utcnow(),
         )
-        blob = None
-        # gc may hold the row locked while it deletes it: the locking SELECT then waits and
-        # finds nothing, and the row must be inserted afresh. Two rounds always suffice, a
-        # third guards against a pathological interleaving.
-        for _ in range(3):
-            # ON CONFLICT makes two uploads of the same new bytes meet on one row instead of
-            # one of them failing on the unique constraint.
-            await self.session.execute(
-                insert(Blob)
-                .values(
-                    id=new_id(),
-                    tenant_id=tenant_id,
-                    sha256=sha256,
-                    md5=md5,
-                    size_bytes=size_bytes,
-                    refcount=0,
-                    created_at=utcnow(),
-                )
-                .on_conflict_do_nothing(index_elements=["tenant_id", "sha256"])
-            )
-            blob = (await self.session.execute(stmt)).scalar_one_or_none()
-            if blob is not None:
-                break
-        if blob is None:
-            raise RuntimeError(f"blob {sha256} vanished three times while being referenced")
-        blob.refcount += 1
-        blob.released_at = None
-        await self.session.flush()
-        return blob
+        # One statement whatever happens: two uploads of the same new bytes meet on one row,
+        # and if gc deletes the row meanwhile PostgreSQL retries the insert by itself.
+        upsert = stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "sha256"],
+            set_={"refcount": Blob.refcount + 1, "released_at": None},
+        ).returning(Blob.id, Blob.refcount)
+        blob_id, refcount = (await self.session.execute(upsert)).one()
+        return blob_id, refcount
 
     async def release(self, tenant_id: str, blob_id: str) -> Blob | None:
         """One reference fewer; returns the blob if that was its last reference."""

@@ -315,9 +315,9 @@ async def download_content(
     version: Annotated[int | None, Query(ge=1, le=MAX_COUNTER)] = None,
     download: bool = False,
 ) -> Response:
-    service = _service(session, context)
-    asset = await service.get(principal, asset_id)
-    found = await service.content(principal.tenant.id, asset, version)
+    asset, found = await _service(session, context).find_content(
+        principal.tenant.id, asset_id, version
+    )
     return await content_response(request, context.storage, asset, found, download=download)
 
 
@@ -342,9 +342,9 @@ async def download_version(
     session: ReadSession,
     download: bool = False,
 ) -> Response:
-    service = _service(session, context)
-    asset = await service.get(principal, asset_id)
-    found = await service.content(principal.tenant.id, asset, number)
+    asset, found = await _service(session, context).find_content(
+        principal.tenant.id, asset_id, number
+    )
     return await content_response(request, context.storage, asset, found, download=download)
 
 
@@ -408,19 +408,21 @@ async def serve_file(
     row = await TenantRepository(session).get_by_slug(tenant)
     if row is None:
         raise NotFound(f"asset {asset_id} not found")
-    service = _service(session, context)
-    asset = await service.get_in_tenant(row.id, asset_id)
-    if signature is not None or expires is not None:
+    signed = signature is not None or expires is not None
+    if signed:
+        # Checked before any lookup: a forged URL learns nothing, not even whether it exists.
         if signature is None or expires is None or version is None:
             raise Forbidden("a signed URL needs version, expires and signature")
-        if not context.signer.verify_content(row.id, asset.id, version, expires, signature):
+        if not context.signer.verify_content(row.id, asset_id, version, expires, signature):
             raise Forbidden("the signature is invalid or has expired")
-    elif asset.access is not Access.PUBLIC:
+    asset, found = await _service(session, context).find_content(
+        row.id, asset_id, version, include_trashed=False
+    )
+    if not signed and asset.access is not Access.PUBLIC:
         if principal is None:
             raise Unauthenticated("this content is private: use credentials or a signed URL")
         if principal.tenant.id != row.id:
             raise NotFound(f"asset {asset_id} not found")
         if not principal.has(READ):
             raise Forbidden(f"this operation needs the {READ!r} scope")
-    found = await service.content(row.id, asset, version)
     return await content_response(request, context.storage, asset, found, download=download)

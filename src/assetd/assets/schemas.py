@@ -6,18 +6,18 @@ from typing import Any
 from pydantic import AnyUrl, ConfigDict, Field, field_validator
 
 from assetd.assets.models import Access, AssetKind, AssetState, AssetType
-from assetd.tenants.schemas import MAX_COUNTER, CamelModel
+from assetd.tenants.schemas import MAX_COUNTER, CamelModel, InputModel
 
 MAX_TAGS = 100
 
 
-class RefId(CamelModel):
+class RefId(InputModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(min_length=1, max_length=200)
     type: str = Field(min_length=1, max_length=100)
 
 
-class AssetFields(CamelModel):
+class AssetFields(InputModel):
     """Descriptive fields shared by create and update."""
 
     model_config = ConfigDict(extra="forbid")

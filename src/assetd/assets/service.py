@@ -71,12 +71,6 @@ class AssetService:
             raise NotFound(f"asset {asset_id} not found")
         return asset
 
-    async def get_in_tenant(self, tenant_id: str, asset_id: str) -> Asset:
-        asset = await self.assets.get_visible(tenant_id, asset_id, include_trashed=False)
-        if asset is None:
-            raise NotFound(f"asset {asset_id} not found")
-        return asset
-
     async def search(self, principal: Principal, params: ListParams) -> AssetList:
         dialect = self.assets.dialect
         if not 1 <= params.page_size <= MAX_PAGE_SIZE:
@@ -123,15 +117,31 @@ class AssetService:
         self, tenant_id: str, asset: Asset, version_number: int | None = None
     ) -> Version:
         """The version whose bytes a download serves: the current one unless a number is given."""
-        if asset.kind is AssetKind.LINK:
-            raise NotFound(f"asset {asset.id} is a link and has no content; see its url")
-        number = version_number if version_number is not None else asset.version_number
-        if number is None:
-            raise NotFound(f"asset {asset.id} has no content yet")
+        number = _content_number(asset, version_number)
         version = await self.versions.get_number(tenant_id, asset.id, number)
         if version is None:
             raise NotFound(f"asset {asset.id} has no version {number}")
         return version
+
+    async def find_content(
+        self,
+        tenant_id: str,
+        asset_id: str,
+        version_number: int | None = None,
+        *,
+        include_trashed: bool = True,
+    ) -> tuple[Asset, Version]:
+        """get() and content() in one query: the hot path of every download."""
+        found = await self.assets.get_with_version(
+            tenant_id, asset_id, version_number, include_trashed=include_trashed
+        )
+        if found is None:
+            raise NotFound(f"asset {asset_id} not found")
+        asset, version = found
+        number = _content_number(asset, version_number)
+        if version is None:
+            raise NotFound(f"asset {asset.id} has no version {number}")
+        return asset, version
 
     # -- creating --------------------------------------------------------------------------
 
@@ -154,7 +164,9 @@ class AssetService:
         try:
             asset = self._new_asset(principal, data, AssetKind.BLOB)
             await self.assets.add(asset)
-            await self._attach_version(principal, asset, staged, explicit_type=data.type)
+            await self._attach_version(
+                principal, asset, staged, explicit_type=data.type, is_new=True
+            )
         except BaseException:
             await _discard_unpublished(staged)
             raise
@@ -201,7 +213,9 @@ class AssetService:
             raise Conflict("a LINK asset has no content versions")
         if asset.state is AssetState.trashed:
             raise Conflict("restore the asset before adding a version")
-        version = await self._attach_version(principal, asset, staged, explicit_type=None)
+        version = await self._attach_version(
+            principal, asset, staged, explicit_type=None, is_new=False
+        )
         log.info("asset.version_added", asset_id=asset.id, version=version.number)
         return version
 
@@ -233,6 +247,7 @@ class AssetService:
         staged: StagedUpload,
         *,
         explicit_type: AssetType | None,
+        is_new: bool,
     ) -> Version:
         tenant = principal.tenant
         filename = clean_filename(staged.filename)
@@ -241,8 +256,10 @@ class AssetService:
         mime_type, asset_type = self.sniffer.classify(staged.head, extension)
         check_type(tenant, mime_type, asset_type)
 
-        blob = await self.blobs.reference(tenant.id, staged.sha256, staged.md5, staged.size_bytes)
-        if blob.refcount == 1:
+        blob_id, refcount = await self.blobs.reference(
+            tenant.id, staged.sha256, staged.md5, staged.size_bytes
+        )
+        if refcount == 1:
             # Nobody held these bytes: they count against the quota, and ours get published
             # while the row is locked, so gc cannot delete them in between.
             if not await self.tenants.charge(tenant.id, staged.size_bytes):
@@ -254,8 +271,12 @@ class AssetService:
         version = Version(
             tenant_id=tenant.id,
             asset_id=asset.id,
-            number=await self.versions.next_number(tenant.id, asset.id),
-            blob_id=blob.id,
+            number=(
+                1
+                if asset.version_number is None and is_new
+                else await self.versions.next_number(tenant.id, asset.id)
+            ),
+            blob_id=blob_id,
             sha256=staged.sha256,
             md5=staged.md5,
             size_bytes=staged.size_bytes,
@@ -379,6 +400,15 @@ class AssetService:
             self._touch(principal, asset)
             await self.session.flush()
         return asset
+
+
+def _content_number(asset: Asset, version_number: int | None) -> int:
+    if asset.kind is AssetKind.LINK:
+        raise NotFound(f"asset {asset.id} is a link and has no content; see its url")
+    number = version_number if version_number is not None else asset.version_number
+    if number is None:
+        raise NotFound(f"asset {asset.id} has no content yet")
+    return number
 
 
 def _make_current(asset: Asset, version: Version) -> None:

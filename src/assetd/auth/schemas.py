@@ -5,10 +5,10 @@ from datetime import datetime
 from pydantic import Field
 
 from assetd.auth.principal import ALL_SCOPES
-from assetd.tenants.schemas import CamelModel
+from assetd.tenants.schemas import CamelModel, InputModel
 
 
-class ApiKeyCreate(CamelModel):
+class ApiKeyCreate(InputModel):
     name: str = Field("", max_length=200)
     scopes: list[str] = Field(default_factory=lambda: list(ALL_SCOPES[:3]))
     roles: list[str] = Field(default_factory=list, max_length=50)

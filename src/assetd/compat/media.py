@@ -45,7 +45,7 @@ from assetd.errors import (
     Unauthenticated,
 )
 from assetd.problems import status_for
-from assetd.tenants.schemas import CamelModel
+from assetd.tenants.schemas import CamelModel, InputModel
 
 log = structlog.get_logger()
 
@@ -207,7 +207,7 @@ class MediaAssetCreated(BaseModel):
     id: str
 
 
-class _Body(CamelModel):
+class _Body(InputModel):
     model_config = ConfigDict(extra="forbid")
 
 

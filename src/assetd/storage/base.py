@@ -31,6 +31,13 @@ class BlobWriter(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
+    def seal(self) -> None:
+        """No more writes: make the staged bytes durable, so that commit() only publishes.
+
+        Called before the database transaction that references the blob, to keep slow work
+        (fsync, completing an S3 multipart upload) out of it. commit() seals if needed.
+        """
+
     def commit(self, key: str) -> None:
         """Durably publish the staged bytes under key, replacing what may be there."""
 

@@ -19,21 +19,29 @@ class LocalBlobWriter:
     def __init__(self, storage: LocalBlobStorage) -> None:
         self._storage = storage
         self.staging_path = storage.root / STAGING_DIR / uuid.uuid4().hex
-        self._file: BinaryIO | None = open(self.staging_path, "xb")  # held open until commit/abort
+        self._file: BinaryIO | None = open(self.staging_path, "xb")
+        self._sealed = False  # held open until commit/abort
 
     def write(self, data: bytes) -> None:
         if self._file is None:
             raise ValueError("writer is closed")
         self._file.write(data)
 
-    def commit(self, key: str) -> None:
+    def seal(self) -> None:
         if self._file is None:
+            if self._sealed:
+                return
             raise ValueError("writer is closed")
-        target = self._storage.path_for(key)
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
         self._file = None
+        self._sealed = True
+
+    def commit(self, key: str) -> None:
+        target = self._storage.path_for(key)
+        self.seal()
+        self._sealed = False
         target.parent.mkdir(parents=True, exist_ok=True)
         # Rename is atomic: readers see the old bytes or the new ones, never a torn file.
         # Identical content may already be there (content addressing); replacing it is harmless.
@@ -41,6 +49,7 @@ class LocalBlobWriter:
         _fsync_dir(target.parent)
 
     def abort(self) -> None:
+        self._sealed = False
         if self._file is not None:
             self._file.close()
             self._file = None

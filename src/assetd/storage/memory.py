@@ -23,6 +23,10 @@ class InMemoryBlobWriter:
             raise ValueError("writer is closed")
         self._storage.staging[self.staging_key][0].extend(data)
 
+    def seal(self) -> None:
+        if self._closed:
+            raise ValueError("writer is closed")
+
     def commit(self, key: str) -> None:
         if self._closed:
             raise ValueError("writer is closed")

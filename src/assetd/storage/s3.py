@@ -68,6 +68,21 @@ class S3BlobWriter:
             raise
         self._size_bytes += len(data)
 
+    def seal(self) -> None:
+        """Complete the multipart upload of a large blob; a small one waits for its key."""
+        self._check_open()
+        if self._upload_id is not None:
+            if self._buffer:
+                self._upload_part()
+            self._storage.client.complete_multipart_upload(
+                Bucket=self._storage.bucket,
+                Key=self.staging_key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
+            self._upload_id = None
+            self._is_staged = True
+
     def commit(self, key: str) -> None:
         self._check_open()
         client, bucket = self._storage.client, self._storage.bucket
@@ -76,17 +91,7 @@ class S3BlobWriter:
             # Less than one part: a single PUT is atomic, so it can go straight to the final key.
             client.put_object(Bucket=bucket, Key=target, Body=bytes(self._buffer))
         else:
-            if self._upload_id is not None:
-                if self._buffer:
-                    self._upload_part()
-                client.complete_multipart_upload(
-                    Bucket=bucket,
-                    Key=self.staging_key,
-                    UploadId=self._upload_id,
-                    MultipartUpload={"Parts": self._parts},
-                )
-                self._upload_id = None
-                self._is_staged = True
+            self.seal()
             # The key is content-addressed, so it is only known once the last byte is hashed;
             # S3 has no rename, so publish by a server-side copy (no bytes pass through us).
             self._storage.copy_object(self.staging_key, target, self._size_bytes)

@@ -17,8 +17,12 @@ MAX_COUNTER = 2**31 - 1
 class CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
 
+
+class InputModel(CamelModel):
+    """A request body: checked for what no database should receive."""
+
     @model_validator(mode="after")
-    def _no_nul_characters(self) -> CamelModel:
+    def _no_nul_characters(self) -> InputModel:
         # PostgreSQL text cannot hold NUL and SQLite would store it: refuse it everywhere, so
         # both databases answer the same clear 4xx.
         if _has_nul(self.__dict__):
@@ -40,7 +44,7 @@ def _has_nul(value: Any, depth: int = 0) -> bool:
     return False
 
 
-class TenantPolicy(CamelModel):
+class TenantPolicy(InputModel):
     max_file_size_bytes: int | None = Field(None, ge=0, le=MAX_BYTES)
     allowed_extensions: list[str] | None = None
     allowed_types: list[str] | None = None

@@ -246,7 +246,7 @@ class TestPublicAndSigned:
         assert response.status_code == 403
         assert "expired" in response.json()["detail"]
 
-    async def test_signed_url_for_another_tenant_path_is_refused(
+    async def test_signed_url_moved_to_another_tenant_path_is_403_like_any_tampering(
         self,
         client: httpx.AsyncClient,
         tenant: TenantCredentials,
@@ -255,7 +255,7 @@ class TestPublicAndSigned:
     ) -> None:
         signed = await client.post(f"/v1/assets/{asset['id']}/signed-url", headers=tenant.headers)
         url = signed.json()["url"].replace(f"/files/{tenant.slug}/", f"/files/{other_tenant.slug}/")
-        assert (await client.get(url)).status_code == 404
+        assert (await client.get(url)).status_code == 403
 
 
 async def test_large_download_round_trips(
