@@ -16,19 +16,28 @@ from sqlalchemy.ext.asyncio import (
 
 from assetd.assets.query import register_sqlite_functions
 
-WRITE_OPTION = "assetd_write"
 
+def create_engine(url: str, *, writer: bool = False) -> AsyncEngine:
+    """An async engine; SQLite gets WAL, a busy timeout and explicit transaction control.
 
-def create_engine(url: str) -> AsyncEngine:
-    """An async engine; SQLite gets WAL, a busy timeout and explicit transaction control."""
+    writer=True (SQLite only) makes the engine of one connection that every write
+    transaction of this process queues for: SQLite admits one writer at a time anyway, and
+    waiting on the pool wakes the next writer the moment the last one commits, where
+    SQLite's own busy handler would sleep it in steps of up to 100 ms.
+    """
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
-        _configure_sqlite(engine)
+        if writer:
+            engine = create_async_engine(
+                url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=120
+            )
+        else:
+            engine = create_async_engine(url, connect_args={"timeout": 30})
+        _configure_sqlite(engine, immediate=writer)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
     @sa.event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from the driver so that "begin" below decides.
@@ -45,23 +54,20 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(conn: sa.Connection) -> None:
         # A deferred transaction that reads and then writes can fail with SQLITE_BUSY without
         # waiting when another writer got in between; writers take the lock up front instead.
-        if conn.get_execution_options().get(WRITE_OPTION):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 class Database:
-    """Owns the engine and hands out sessions; built once per app in create_app()."""
+    """Owns the engines and hands out sessions; built once per app in create_app()."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = create_engine(url)
         self.is_sqlite = url.startswith("sqlite")
+        self.engine = create_engine(url)
+        # On PostgreSQL readers and writers share one pool; row locks do the queueing there.
+        self.write_engine = create_engine(url, writer=True) if self.is_sqlite else self.engine
         self._read = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._write = async_sessionmaker(
-            self.engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
-        )
+        self._write = async_sessionmaker(self.write_engine, expire_on_commit=False)
 
     @asynccontextmanager
     async def session(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
@@ -77,3 +83,5 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.write_engine is not self.engine:
+            await self.write_engine.dispose()
