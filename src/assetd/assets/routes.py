@@ -84,21 +84,25 @@ def revision_from_if_match(if_match: str | None) -> int | None:
     return int(match.group(1))
 
 
+# AssetRead fields that are plain Asset columns of the same name (the rest are mapped below);
+# worked out once, since lists call to_read for every row.
+_SAME_NAME_FIELDS = tuple(
+    name
+    for name in AssetRead.model_fields
+    if name in Asset.__mapper__.column_attrs.keys() and name not in ("version",)
+)
+
+
 def to_read(context: AppContext, principal_tenant_slug: str, asset: Asset) -> AssetRead:
-    base = context.settings.resolved_public_url()
-    read = AssetRead.model_validate(
-        {
-            **{c: getattr(asset, c) for c in AssetRead.model_fields if hasattr(asset, c)},
-            "ref_ids": asset.ref_ids,
-            "metadata": asset.meta,
-            "version": asset.version_number,
-        }
-    )
+    values = {name: getattr(asset, name) for name in _SAME_NAME_FIELDS}
+    values["metadata"] = asset.meta
+    values["version"] = asset.version_number
     if asset.version_number is not None:
-        read.content_url = f"{base}/v1/assets/{asset.id}/content"
+        base = context.settings.resolved_public_url()
+        values["content_url"] = f"{base}/v1/assets/{asset.id}/content"
         if asset.access is Access.PUBLIC:
-            read.public_url = f"{base}/v1/files/{principal_tenant_slug}/{asset.id}"
-    return read
+            values["public_url"] = f"{base}/v1/files/{principal_tenant_slug}/{asset.id}"
+    return AssetRead.model_validate(values)
 
 
 def _service(session: AsyncSession, context: AppContext) -> AssetService:
