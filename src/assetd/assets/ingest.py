@@ -10,7 +10,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import anyio.to_thread
@@ -118,15 +118,18 @@ class Ingest:
         batch = bytes(self._buffer)
         self._buffer.clear()
         await self._wait_pending()
-        # Hash and write this batch in a thread while the event loop reads the next one.
-        self._pending = asyncio.ensure_future(anyio.to_thread.run_sync(self._absorb, batch))
-
-    def _absorb(self, batch: bytes) -> None:
+        # While the event loop reads the next batch, this one is hashed twice and written by
+        # three threads at once: hashlib and file writes release the GIL, so on a multi-core
+        # machine an upload runs at the speed of its slowest step (MD5), not of all three.
         if self._writer is None:
-            self._writer = self._storage.writer()
-        self._sha256.update(batch)
-        self._md5.update(batch)
-        self._writer.write(batch)
+            self._writer = await anyio.to_thread.run_sync(self._storage.writer)
+        self._pending = asyncio.ensure_future(
+            _gather(
+                anyio.to_thread.run_sync(self._sha256.update, batch),
+                anyio.to_thread.run_sync(self._md5.update, batch),
+                anyio.to_thread.run_sync(self._writer.write, batch),
+            )
+        )
 
     def _seal(self) -> BlobWriter:
         if self._writer is None:
@@ -179,3 +182,11 @@ class Ingest:
         if self._writer is not None:
             writer, self._writer = self._writer, None
             await anyio.to_thread.run_sync(writer.abort)
+
+
+async def _gather(*steps: Awaitable[None]) -> None:
+    # All steps finish (or fail) before the next batch starts, so hashes see bytes in order.
+    results = await asyncio.gather(*steps, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
