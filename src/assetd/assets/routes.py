@@ -28,8 +28,8 @@ from assetd.auth.principal import DELETE, READ, WRITE, Principal
 from assetd.context import AppContext, get_context
 from assetd.db.dependencies import ReadOnly, UnitOfWork
 from assetd.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
-from assetd.tenants.repository import TenantRepository
 from assetd.tenants.schemas import MAX_COUNTER
+from assetd.tenants.service import TenantService
 
 router = APIRouter(tags=["assets"])
 
@@ -409,23 +409,23 @@ async def serve_file(
     signature: Annotated[str | None, Query(max_length=128)] = None,
     download: bool = False,
 ) -> Response:
-    row = await TenantRepository(session).get_by_slug(tenant)
-    if row is None:
+    tenant_id = await TenantService(session).find_id(tenant)
+    if tenant_id is None:  # answered like a missing asset: slugs are not for probing
         raise NotFound(f"asset {asset_id} not found")
     signed = signature is not None or expires is not None
     if signed:
         # Checked before any lookup: a forged URL learns nothing, not even whether it exists.
         if signature is None or expires is None or version is None:
             raise Forbidden("a signed URL needs version, expires and signature")
-        if not context.signer.verify_content(row.id, asset_id, version, expires, signature):
+        if not context.signer.verify_content(tenant_id, asset_id, version, expires, signature):
             raise Forbidden("the signature is invalid or has expired")
     asset, found = await _service(session, context).find_content(
-        row.id, asset_id, version, include_trashed=False
+        tenant_id, asset_id, version, include_trashed=False
     )
     if not signed and asset.access is not Access.PUBLIC:
         if principal is None:
             raise Unauthenticated("this content is private: use credentials or a signed URL")
-        if principal.tenant.id != row.id:
+        if principal.tenant.id != tenant_id:
             raise NotFound(f"asset {asset_id} not found")
         if not principal.has(READ):
             raise Forbidden(f"this operation needs the {READ!r} scope")

@@ -69,6 +69,11 @@ class TenantService:
             raise NotFound(f"tenant {slug!r} not found")
         return tenant
 
+    async def find_id(self, slug: str) -> str | None:
+        """The tenant's id, or None: for callers that must answer "not found" in their own words."""
+        tenant = await self.repository.get_by_slug(slug)
+        return tenant.id if tenant is not None else None
+
     async def update(self, tenant_id: str, data: TenantUpdate) -> Tenant:
         tenant = await self.get(tenant_id)
         changes = data.model_dump(exclude_unset=True)
