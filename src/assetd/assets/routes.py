@@ -22,7 +22,7 @@ from assetd.assets.schemas import (
     VersionRead,
 )
 from assetd.assets.service import AssetService, ListParams
-from assetd.assets.uploads import parse_fields, receive_upload
+from assetd.assets.uploads import discard_on_error, parse_fields, receive_upload
 from assetd.auth.dependencies import optional_principal, require_scope
 from assetd.auth.principal import DELETE, READ, WRITE, Principal
 from assetd.context import AppContext, get_context
@@ -127,11 +127,8 @@ async def create_asset(
         fields, staged = await receive_upload(request, context, principal)
         if staged is None:
             raise InvalidInput("the form has no 'file' part")
-        try:
+        async with discard_on_error(staged):
             meta = parse_fields(fields.get("meta"))
-        except BaseException:
-            await staged.discard()
-            raise
         asset = await service.create_from_upload(principal, meta, staged)
     response.headers["ETag"] = asset_etag(asset)
     response.headers["Location"] = f"/v1/assets/{asset.id}"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from urllib.parse import unquote
 
 from fastapi import Request
@@ -17,26 +19,24 @@ from assetd.assets.policy import (
     clean_filename,
     extension_of,
     over_quota,
+    size_limit,
     too_large,
 )
 from assetd.assets.schemas import AssetFields
 from assetd.auth.principal import Principal
 from assetd.context import AppContext
 from assetd.errors import AssetdError, InvalidInput
-from assetd.tenants.repository import TenantRepository
+from assetd.tenants.service import TenantService
 
 
 async def upload_limit(context: AppContext, principal: Principal) -> tuple[int, bool]:
     """Bytes this upload may have, and whether the quota (not the size limit) sets it."""
     tenant = principal.tenant
-    limit = context.settings.max_file_size_bytes
-    if tenant.max_file_size_bytes is not None:
-        limit = min(limit, tenant.max_file_size_bytes)
+    limit = size_limit(tenant, context.settings.max_file_size_bytes)
     if tenant.quota_bytes is None:
         return limit, False
     async with context.db.session(write=False) as session:
-        row = await TenantRepository(session).get_by_id(tenant.id)
-        used = row.used_bytes if row else 0
+        used = await TenantService(session).used_bytes(tenant.id)
     remaining = max(0, tenant.quota_bytes - used)
     return (remaining, True) if remaining < limit else (limit, False)
 
@@ -121,3 +121,14 @@ def parse_fields(raw: str | None) -> AssetFields:
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_context=False, include_input=False)
         raise InvalidInput("the meta field is invalid", errors=errors) from None
+
+
+@asynccontextmanager
+async def discard_on_error(staged: StagedUpload | None) -> AsyncIterator[None]:
+    """Drop staged bytes if the block fails before a service has taken them over."""
+    try:
+        yield
+    except BaseException:
+        if staged is not None and not staged.published:
+            await staged.discard()
+        raise

@@ -11,8 +11,7 @@ from assetd.auth.principal import Principal
 from assetd.auth.service import ApiKeyService, hash_key
 from assetd.context import AppContext, get_context
 from assetd.errors import Forbidden, Unauthenticated
-from assetd.tenants.repository import TenantRepository
-from assetd.tenants.service import TenantSnapshot
+from assetd.tenants.service import TenantService, TenantSnapshot
 
 
 def presented_token(request: Request) -> str | None:
@@ -37,7 +36,7 @@ async def authenticate(context: AppContext, token: str) -> Principal:
         if token.count(".") == 2 and context.jwt.enabled:
             claims = context.jwt.claims(token)
             slug = context.jwt.tenant_slug(claims) if claims else None
-            tenant = await TenantRepository(session).get_by_slug(slug) if slug else None
+            tenant = await TenantService(session).find_by_slug(slug) if slug else None
             if claims is not None and tenant is not None:
                 principal = principal_from_claims(claims, TenantSnapshot.of(tenant))
         else:

@@ -7,8 +7,7 @@ docs/compat/media.md; every error under /media answers in Emporix's error envelo
 from __future__ import annotations
 
 import http
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -29,7 +28,7 @@ from assetd.assets.ingest import StagedUpload
 from assetd.assets.models import Access, Asset, AssetKind, AssetState
 from assetd.assets.schemas import AssetCreate, AssetFields, AssetUpdate, RefId
 from assetd.assets.service import MAX_PAGE_SIZE, AssetService, ListParams
-from assetd.assets.uploads import receive_upload
+from assetd.assets.uploads import discard_on_error, receive_upload
 from assetd.auth.dependencies import optional_principal
 from assetd.auth.principal import DELETE, READ, WRITE, Principal
 from assetd.context import AppContext, get_context
@@ -436,19 +435,9 @@ async def _receive_form(
 ) -> tuple[MediaAssetIn, StagedUpload | None]:
     """The `body` part and the staged `file` part; the bytes are dropped if the JSON is bad."""
     fields, staged = await receive_upload(request, context, principal, size_limit=MAX_FILE_BYTES)
-    async with _discard_on_error(staged):
+    async with discard_on_error(staged):
         body = _parse_asset_json(fields.get("body"), "'body' part")
     return body, staged
-
-
-@asynccontextmanager
-async def _discard_on_error(staged: StagedUpload | None) -> AsyncIterator[None]:
-    try:
-        yield
-    except BaseException:
-        if staged is not None and not staged.published:
-            await staged.discard()
-        raise
 
 
 def _ref_ids(body: MediaAssetIn) -> list[dict[str, str]] | None:
@@ -545,7 +534,7 @@ async def create_media_asset(
         asset = await service.create_from_json(principal, data)
     elif media_type == "multipart/form-data":
         body, staged = await _receive_form(request, context, principal)
-        async with _discard_on_error(staged):
+        async with discard_on_error(staged):
             if staged is None:
                 raise InvalidInput("the form has no 'file' part")
             if body.type is not AssetKind.BLOB:
@@ -598,7 +587,7 @@ async def update_media_asset(
         body, staged = await _receive_form(request, context, principal)
     else:
         raise _unsupported(media_type)
-    async with _discard_on_error(staged):
+    async with discard_on_error(staged):
         if body.type is not None and body.type is not current.kind:
             raise InvalidInput(f"type cannot be changed: this asset is a {current.kind.value}")
         changes: dict[str, Any] = {}

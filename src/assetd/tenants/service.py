@@ -69,10 +69,17 @@ class TenantService:
             raise NotFound(f"tenant {slug!r} not found")
         return tenant
 
+    async def find_by_slug(self, slug: str) -> Tenant | None:
+        """The tenant, or None: for callers that must answer "not found" in their own words."""
+        return await self.repository.get_by_slug(slug)
+
     async def find_id(self, slug: str) -> str | None:
-        """The tenant's id, or None: for callers that must answer "not found" in their own words."""
-        tenant = await self.repository.get_by_slug(slug)
+        tenant = await self.find_by_slug(slug)
         return tenant.id if tenant is not None else None
+
+    async def used_bytes(self, tenant_id: str) -> int:
+        tenant = await self.repository.get_by_id(tenant_id)
+        return tenant.used_bytes if tenant is not None else 0
 
     async def update(self, tenant_id: str, data: TenantUpdate) -> Tenant:
         tenant = await self.get(tenant_id)
