@@ -45,6 +45,68 @@ class BlobWriter(Protocol):
         """Drop the staged bytes; safe to call twice or after commit."""
 
 
+@dataclass(frozen=True)
+class PartInfo:
+    """One part of a multipart upload as the store holds it; etag is bare (no quotes)."""
+
+    number: int
+    size_bytes: int
+    etag: str
+
+
+class PartWriter(Protocol):
+    """Bytes of one part (or one tus append) on their way into a staged upload."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def finish(self) -> PartInfo:
+        """The part is stored; until then a reader sees the old part, or none."""
+
+    def abort(self) -> None:
+        """Forget what this writer wrote; safe to call twice or after finish."""
+
+
+class AssembledUpload(BlobWriter, Protocol):
+    """A completed multipart upload: sealed bytes to hash, then publish or drop like a writer."""
+
+    size_bytes: int
+
+    def read(self) -> Iterator[bytes]: ...
+
+
+@runtime_checkable
+class MultipartStorage(Protocol):
+    """Uploads that arrive in parts (any order, in parallel) or in appends (tus).
+
+    A handle names one staged upload; callers store it and pass it back. Staged uploads live
+    apart from the blobs and from the writer staging area: they outlive a request, so only
+    the upload-session expiry job removes them.
+    """
+
+    def start_upload(self) -> str: ...
+
+    def part_writer(self, handle: str, number: int, offset: int) -> PartWriter:
+        """Receive part `number` through assetd; it starts at byte `offset` of the file."""
+
+    def presign_part(self, handle: str, number: int, expires_in: int) -> str | None:
+        """A URL the client PUTs the part to directly, or None when the bytes go via assetd."""
+
+    def list_parts(self, handle: str) -> list[PartInfo]:
+        """The parts the store holds, by number; authoritative for presigned parts."""
+
+    def append_writer(self, handle: str, offset: int) -> PartWriter:
+        """Bytes that continue the upload at `offset` (tus PATCH); the store cuts them in parts."""
+
+    def complete_upload(self, handle: str, parts: list[PartInfo] | None) -> AssembledUpload:
+        """Assemble the parts (None: everything appended) into one sealed, readable object."""
+
+    def abort_upload(self, handle: str) -> None:
+        """Drop the staged upload and every part; no error when it is already gone."""
+
+    def list_uploads(self) -> Iterator[BlobInfo]:
+        """Staged uploads (key = handle) with their last change, for the cleanup of leftovers."""
+
+
 @runtime_checkable
 class BlobStorage(Protocol):
     def writer(self) -> BlobWriter: ...

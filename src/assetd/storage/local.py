@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import builtins
+import hashlib
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from assetd.storage.base import READ_CHUNK_BYTES, BlobInfo, BlobNotFound, InvalidKey
+from assetd.storage.base import READ_CHUNK_BYTES, BlobInfo, BlobNotFound, InvalidKey, PartInfo
 from assetd.storage.keys import check_key
 
 STAGING_DIR = ".staging"
+# Multipart and tus uploads: one file per upload, filled at offsets, kept across requests.
+UPLOADS_DIR = ".uploads"
+_RESERVED = (STAGING_DIR, UPLOADS_DIR)
 
 
 class LocalBlobWriter:
@@ -60,12 +66,13 @@ class LocalBlobStorage:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         (self.root / STAGING_DIR).mkdir(parents=True, exist_ok=True)
+        (self.root / UPLOADS_DIR).mkdir(exist_ok=True)
 
     def path_for(self, key: str) -> Path:
         check_key(key)
         path = (self.root / key).resolve()
         # Belt and braces after check_key: never let a key address a file outside root.
-        if self.root not in path.parents or path.parts[len(self.root.parts)] == STAGING_DIR:
+        if self.root not in path.parents or path.parts[len(self.root.parts)] in _RESERVED:
             raise InvalidKey(f"invalid blob key: {key!r}")
         return path
 
@@ -92,7 +99,7 @@ class LocalBlobStorage:
     def list(self, prefix: str = "") -> Iterator[BlobInfo]:
         for dirpath, dirnames, filenames in os.walk(self.root):
             if Path(dirpath) == self.root:
-                dirnames[:] = [d for d in dirnames if d != STAGING_DIR]
+                dirnames[:] = [d for d in dirnames if d not in _RESERVED]
             for filename in filenames:
                 path = Path(dirpath) / filename
                 key = path.relative_to(self.root).as_posix()
@@ -110,6 +117,124 @@ class LocalBlobStorage:
 
     def close(self) -> None:
         return None
+
+    # -- multipart and tus uploads ---------------------------------------------------------
+
+    def upload_path(self, handle: str) -> Path:
+        if not _HANDLE.fullmatch(handle):
+            raise InvalidKey(f"invalid upload handle: {handle!r}")
+        return self.root / UPLOADS_DIR / handle
+
+    def start_upload(self) -> str:
+        handle = uuid.uuid4().hex
+        self.upload_path(handle).touch(exist_ok=False)
+        return handle
+
+    def part_writer(self, handle: str, number: int, offset: int) -> LocalPartWriter:
+        return LocalPartWriter(self.upload_path(handle), number, offset)
+
+    def presign_part(self, handle: str, number: int, expires_in: int) -> str | None:
+        return None  # assetd receives the parts itself, under its own signed URLs
+
+    def list_parts(self, handle: str) -> builtins.list[PartInfo]:
+        # One file filled at offsets keeps no per-part record; the caller's database does.
+        raise NotImplementedError("the local store does not track parts")
+
+    def append_writer(self, handle: str, offset: int) -> LocalPartWriter:
+        path = self.upload_path(handle)
+        if path.stat().st_size != offset:
+            raise ValueError(f"upload {handle} holds {path.stat().st_size} bytes, not {offset}")
+        return LocalPartWriter(path, 0, offset, with_etag=False)
+
+    def complete_upload(
+        self, handle: str, parts: builtins.list[PartInfo] | None
+    ) -> LocalAssembledUpload:
+        path = self.upload_path(handle)
+        if parts is not None:
+            # A re-sent last part may have been shorter than a first try: cut what lies beyond.
+            size = sum(part.size_bytes for part in parts)
+            with open(path, "r+b") as handle_file:
+                handle_file.truncate(size)
+        return LocalAssembledUpload(self, path)
+
+    def abort_upload(self, handle: str) -> None:
+        self.upload_path(handle).unlink(missing_ok=True)
+
+    def list_uploads(self) -> Iterator[BlobInfo]:
+        for path in (self.root / UPLOADS_DIR).iterdir():
+            yield _info(path.name, path)
+
+
+_HANDLE = re.compile(r"[0-9a-f]{32}")
+
+
+class LocalPartWriter:
+    """Writes at an offset of the upload's file; parts never overlap, so writers run in parallel."""
+
+    def __init__(self, path: Path, number: int, offset: int, *, with_etag: bool = True) -> None:
+        try:
+            self._file: BinaryIO | None = open(path, "r+b")
+        except FileNotFoundError:
+            raise BlobNotFound(path.name) from None
+        self._file.seek(offset)
+        self._number = number
+        self._size = 0
+        # S3 names a part by its MD5; doing the same lets clients check parts the same way.
+        self._md5 = hashlib.md5(usedforsecurity=False) if with_etag else None
+
+    def write(self, data: bytes) -> None:
+        if self._file is None:
+            raise ValueError("writer is closed")
+        self._file.write(data)
+        if self._md5 is not None:
+            self._md5.update(data)
+        self._size += len(data)
+
+    def finish(self) -> PartInfo:
+        if self._file is None:
+            raise ValueError("writer is closed")
+        self._file.close()
+        self._file = None
+        etag = self._md5.hexdigest() if self._md5 is not None else ""
+        return PartInfo(self._number, self._size, etag)
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class LocalAssembledUpload:
+    """The upload's file, made durable; commit renames it into place like any staged blob."""
+
+    def __init__(self, storage: LocalBlobStorage, path: Path) -> None:
+        self._storage = storage
+        self._path = path
+        self.size_bytes = path.stat().st_size
+        self._done = False
+
+    def read(self) -> Iterator[bytes]:
+        return _read_file(open(self._path, "rb"), 0, None)
+
+    def write(self, data: bytes) -> None:
+        raise ValueError("an assembled upload is sealed")
+
+    def seal(self) -> None:
+        with open(self._path, "rb") as handle:
+            os.fsync(handle.fileno())
+
+    def commit(self, key: str) -> None:
+        target = self._storage.path_for(key)
+        self.seal()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._path, target)
+        _fsync_dir(target.parent)
+        self._done = True
+
+    def abort(self) -> None:
+        if not self._done:
+            self._path.unlink(missing_ok=True)
+            self._done = True
 
 
 def _info(key: str, path: Path) -> BlobInfo:

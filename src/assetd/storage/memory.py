@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import builtins
+import hashlib
 import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from assetd.storage.base import READ_CHUNK_BYTES, BlobInfo, BlobNotFound
+from assetd.storage.base import READ_CHUNK_BYTES, BlobInfo, BlobNotFound, PartInfo
 from assetd.storage.keys import check_key
 
 
@@ -45,6 +47,7 @@ class InMemoryBlobStorage:
     def __init__(self) -> None:
         self.blobs: dict[str, tuple[bytes, datetime]] = {}
         self.staging: dict[str, tuple[bytearray, datetime]] = {}
+        self.uploads: dict[str, tuple[bytearray, datetime]] = {}
         self.lock = threading.Lock()
 
     def writer(self) -> InMemoryBlobWriter:
@@ -86,3 +89,99 @@ class InMemoryBlobStorage:
 
     def close(self) -> None:
         return None
+
+    # -- multipart and tus uploads ---------------------------------------------------------
+
+    def _upload(self, handle: str) -> bytearray:
+        try:
+            return self.uploads[handle][0]
+        except KeyError:
+            raise BlobNotFound(handle) from None
+
+    def start_upload(self) -> str:
+        handle = uuid.uuid4().hex
+        self.uploads[handle] = (bytearray(), datetime.now(UTC))
+        return handle
+
+    def part_writer(self, handle: str, number: int, offset: int) -> InMemoryPartWriter:
+        return InMemoryPartWriter(self, self._upload(handle), number, offset)
+
+    def presign_part(self, handle: str, number: int, expires_in: int) -> str | None:
+        return None
+
+    def list_parts(self, handle: str) -> builtins.list[PartInfo]:
+        raise NotImplementedError("the memory store does not track parts")
+
+    def append_writer(self, handle: str, offset: int) -> InMemoryPartWriter:
+        data = self._upload(handle)
+        if len(data) != offset:
+            raise ValueError(f"upload {handle} holds {len(data)} bytes, not {offset}")
+        return InMemoryPartWriter(self, data, 0, offset)
+
+    def complete_upload(
+        self, handle: str, parts: builtins.list[PartInfo] | None
+    ) -> InMemoryAssembled:
+        data = self._upload(handle)
+        if parts is not None:
+            del data[sum(part.size_bytes for part in parts) :]
+        return InMemoryAssembled(self, handle)
+
+    def abort_upload(self, handle: str) -> None:
+        self.uploads.pop(handle, None)
+
+    def list_uploads(self) -> Iterator[BlobInfo]:
+        for handle, (data, at) in list(self.uploads.items()):
+            yield BlobInfo(handle, len(data), at)
+
+
+class InMemoryPartWriter:
+    def __init__(
+        self, storage: InMemoryBlobStorage, target: bytearray, number: int, offset: int
+    ) -> None:
+        self._storage = storage
+        self._target = target
+        self._number = number
+        self._offset = offset
+        self._size = 0
+        self._md5 = hashlib.md5(usedforsecurity=False)
+
+    def write(self, data: bytes) -> None:
+        start = self._offset + self._size
+        with self._storage.lock:
+            if len(self._target) < start:
+                self._target.extend(bytes(start - len(self._target)))
+            self._target[start : start + len(data)] = data
+        self._md5.update(data)
+        self._size += len(data)
+
+    def finish(self) -> PartInfo:
+        return PartInfo(self._number, self._size, self._md5.hexdigest())
+
+    def abort(self) -> None:
+        return None
+
+
+class InMemoryAssembled:
+    def __init__(self, storage: InMemoryBlobStorage, handle: str) -> None:
+        self._storage = storage
+        self._handle = handle
+        self.size_bytes = len(storage.uploads[handle][0])
+
+    def read(self) -> Iterator[bytes]:
+        data = bytes(self._storage.uploads[self._handle][0])
+        return (data[i : i + READ_CHUNK_BYTES] for i in range(0, len(data), READ_CHUNK_BYTES))
+
+    def write(self, data: bytes) -> None:
+        raise ValueError("an assembled upload is sealed")
+
+    def seal(self) -> None:
+        return None
+
+    def commit(self, key: str) -> None:
+        check_key(key)
+        with self._storage.lock:
+            data, _ = self._storage.uploads.pop(self._handle)
+            self._storage.blobs[key] = (bytes(data), datetime.now(UTC))
+
+    def abort(self) -> None:
+        self._storage.uploads.pop(self._handle, None)
