@@ -6,12 +6,19 @@ from fastapi import APIRouter
 
 from assetd.assets.routes import router as assets_router
 from assetd.auth.routes import router as keys_router
+from assetd.compat.asset_upload import router as asset_upload_router
 from assetd.compat.media import router as media_router
+from assetd.templates.routes import router as templates_router
 from assetd.tenants.routes import router as tenant_router
+from assetd.uploads.routes import router as uploads_router
+from assetd.uploads.tus import router as tus_router
 
 api_router = APIRouter()
 api_router.include_router(assets_router)
 api_router.include_router(keys_router)
 api_router.include_router(tenant_router)
+api_router.include_router(templates_router)
+api_router.include_router(uploads_router)
+api_router.include_router(tus_router)
 
-compat_routers: list[APIRouter] = [media_router]
+compat_routers: list[APIRouter] = [media_router, asset_upload_router]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -11,6 +13,7 @@ from typing import Any
 
 import anyio.to_thread
 import sqlalchemy as sa
+import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -31,6 +34,9 @@ from assetd.middleware import Metrics, RequestContextMiddleware
 from assetd.problems import install_problem_handlers, problem
 from assetd.storage.base import BlobStorage
 from assetd.storage.factory import storage_from_settings
+from assetd.uploads.service import expire_sessions
+
+log = structlog.get_logger()
 
 
 def signing_secret(settings: Settings) -> bytes:
@@ -77,9 +83,16 @@ def create_app(settings: Settings, *, storage: BlobStorage | None = None) -> Fas
             jwt=JWTVerifier(settings),
             principals=PrincipalCache(settings.api_key_cache_seconds),
         )
+        cleanup = None
+        if settings.upload_cleanup_interval_seconds > 0:
+            cleanup = asyncio.create_task(_expire_uploads(app.state.context))
         try:
             yield
         finally:
+            if cleanup is not None:
+                cleanup.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await cleanup
             await db.dispose()
             if storage is None:
                 store.close()
@@ -119,6 +132,19 @@ def create_app(settings: Settings, *, storage: BlobStorage | None = None) -> Fas
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+async def _expire_uploads(context: AppContext) -> None:
+    """The periodic job that ends abandoned upload sessions and frees their staged parts."""
+    settings = context.settings
+    while True:
+        await asyncio.sleep(settings.upload_cleanup_interval_seconds)
+        try:
+            await expire_sessions(
+                context.db, context.storage, orphan_grace_seconds=settings.blob_grace_seconds
+            )
+        except Exception:  # the next pass retries; a failed pass must not stop the server
+            log.exception("upload.expiry_failed")
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

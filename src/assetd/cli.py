@@ -193,6 +193,9 @@ def key_create(
         list[str] | None, typer.Option(help="Repeatable; default read+write+delete.")
     ] = None,
     expires_in_days: Annotated[int | None, typer.Option()] = None,
+    role: Annotated[
+        list[str] | None, typer.Option(help="Repeatable; roles for security templates.")
+    ] = None,
 ) -> None:
     """Create an API key; the secret is printed once."""
     from assetd.auth.service import ApiKeyService
@@ -202,7 +205,7 @@ def key_create(
 
     async def create(session: Any, tenant_id: str) -> tuple[str, str]:
         row, secret = await ApiKeyService(session).create(
-            tenant_id, name=name, scopes=scopes, expires_at=expires
+            tenant_id, name=name, scopes=scopes, roles=role or [], expires_at=expires
         )
         return row.id, secret
 
@@ -224,6 +227,7 @@ def key_list(tenant: Annotated[str, typer.Option(help="Tenant slug.")]) -> None:
         Column("prefix", no_wrap=True, min_width=14),
         "name",
         "scopes",
+        "roles",
         "expires",
         "revoked",
     )
@@ -233,6 +237,7 @@ def key_list(tenant: Annotated[str, typer.Option(help="Tenant slug.")]) -> None:
             row.prefix,
             row.name,
             " ".join(row.scopes),
+            ", ".join(row.roles) or "-",
             str(row.expires_at or "-"),
             str(row.revoked_at or "-"),
         )
@@ -295,7 +300,7 @@ def gc(
     ] = None,
     dry_run: bool = False,
 ) -> None:
-    """Delete blobs nothing references and leftovers of crashed uploads."""
+    """Delete blobs nothing references, leftovers of crashed uploads, and expired sessions."""
     from assetd.maintenance import collect_garbage
 
     settings = Settings()
@@ -305,6 +310,14 @@ def gc(
             settings, lambda db, st: collect_garbage(db, st, grace, dry_run=dry_run)
         )
     )
+    if not dry_run:
+        from assetd.uploads.service import expire_sessions
+
+        report.upload_sessions_ended = anyio.run(
+            lambda: _maintenance(
+                settings, lambda db, st: expire_sessions(db, st, orphan_grace_seconds=grace)
+            )
+        )
     console.print_json(json.dumps(vars(report)))
 
 
@@ -349,8 +362,23 @@ def upload(
     access: Annotated[str | None, typer.Option(help="PUBLIC or PRIVATE.")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="Repeatable.")] = None,
     asset: Annotated[str | None, typer.Option(help="Add as a new version of this asset.")] = None,
+    parts: Annotated[
+        bool | None,
+        typer.Option(
+            "--parts/--no-parts",
+            help="Parallel, resumable parts; the default for files of 64 MiB and more.",
+        ),
+    ] = None,
+    part_size: Annotated[
+        int | None, typer.Option(help="Bytes per part (5 MiB..5 GiB); the server's default.")
+    ] = None,
+    parallel: Annotated[int, typer.Option(min=1, max=32, help="Parts sent at once.")] = 4,
 ) -> None:
-    """Upload files, with a progress bar; prints each new asset id."""
+    """Upload files, with a progress bar; prints each new asset id.
+
+    Big files go up in parallel parts; run the same command again after an interruption and
+    it sends only the parts still missing.
+    """
     with (
         _client() as client,
         Progress(
@@ -366,6 +394,26 @@ def upload(
             task = progress.add_task(path.name, total=path.stat().st_size)
 
             def send(path: Path = path, task: TaskID = task) -> dict[str, Any]:
+                from assetd.client import PARTS_THRESHOLD_BYTES
+
+                use_parts = parts
+                if use_parts is None:
+                    use_parts = path.stat().st_size >= PARTS_THRESHOLD_BYTES
+                if use_parts:
+                    fields: dict[str, Any] = {}
+                    if access:
+                        fields["access"] = access
+                    if tag:
+                        fields["tags"] = tag
+                    done: dict[str, Any] = client.upload_in_parts(
+                        path,
+                        asset_id=asset,
+                        fields=fields,
+                        part_size=part_size,
+                        parallel=parallel,
+                        progress=lambda n: progress.advance(task, n),
+                    )
+                    return dict(done["asset"])
                 result: dict[str, Any] = client.upload(
                     path,
                     access=access,

@@ -34,6 +34,15 @@ class Settings(BaseSettings):
 
     max_file_size_bytes: int = 5 * 1024**3
     signed_url_ttl_seconds: int = 3600
+    upload_part_size_bytes: int = Field(
+        100 * 1024**2, description="Part size of presigned multipart uploads (5 MiB..5 GiB)."
+    )
+    upload_session_ttl_seconds: int = Field(
+        24 * 3600, description="How long an upload session and its URLs stay valid."
+    )
+    upload_cleanup_interval_seconds: float = Field(
+        300.0, description="How often `serve` removes expired upload sessions; 0 turns it off."
+    )
     blob_grace_seconds: int = 3600
     api_key_cache_seconds: float = 5.0
 

@@ -24,6 +24,12 @@ class Conflict(AssetdError):
     title = "Conflict"
 
 
+class Gone(AssetdError):
+    """Existed once and never will again (an expired or cancelled upload session)."""
+
+    title = "Gone"
+
+
 class PreconditionFailed(AssetdError):
     title = "Precondition failed"
 
@@ -34,6 +40,18 @@ class InvalidInput(AssetdError):
 
 class QueryError(InvalidInput):
     title = "Invalid query"
+
+
+class Unprocessable(InvalidInput):
+    """Well-formed input that the tenant's own rules refuse (an unknown template id)."""
+
+    title = "Unprocessable content"
+
+
+class InvalidMetadata(Unprocessable):
+    """Metadata that does not match its template; ``errors`` lists every wrong field."""
+
+    title = "Invalid metadata"
 
 
 class PayloadTooLarge(AssetdError):

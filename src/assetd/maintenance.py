@@ -23,6 +23,7 @@ class GcReport:
     released_blobs_deleted: int = 0
     orphan_blobs_deleted: int = 0
     staging_deleted: int = 0
+    upload_sessions_ended: int = 0
     bytes_freed: int = 0
     orphans: list[str] = field(default_factory=list)
 

@@ -2,6 +2,25 @@
 
 from assetd.assets.models import Asset, Blob, Version
 from assetd.auth.models import ApiKey
+from assetd.templates.models import (
+    AssetSecurityTemplate,
+    MetadataTemplate,
+    SecurityGrant,
+    SecurityTemplate,
+)
 from assetd.tenants.models import Tenant
+from assetd.uploads.models import UploadPart, UploadSession
 
-__all__ = ["ApiKey", "Asset", "Blob", "Tenant", "Version"]
+__all__ = [
+    "ApiKey",
+    "Asset",
+    "AssetSecurityTemplate",
+    "Blob",
+    "MetadataTemplate",
+    "SecurityGrant",
+    "SecurityTemplate",
+    "Tenant",
+    "UploadPart",
+    "UploadSession",
+    "Version",
+]

@@ -18,6 +18,7 @@ log = structlog.get_logger()
 
 STATUS_BY_ERROR: list[tuple[type[errors.AssetdError], int]] = [
     (errors.NotFound, 404),
+    (errors.Gone, 410),
     (errors.QuotaExceeded, 413),
     (errors.PayloadTooLarge, 413),
     (errors.PreconditionFailed, 412),
@@ -25,6 +26,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.AssetdError], int]] = [
     (errors.QueryError, 400),
     (errors.DigestMismatch, 400),
     (errors.PolicyViolation, 422),
+    (errors.Unprocessable, 422),
     (errors.InvalidInput, 400),
     (errors.Unauthenticated, 401),
     (errors.Forbidden, 403),

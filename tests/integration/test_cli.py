@@ -145,6 +145,17 @@ class TestKeyCommands:
         row = next(line for line in listing.splitlines() if " ci " in line)
         assert row.rstrip(" │").rsplit("│", 1)[1].strip() not in ("", "-")
 
+    def test_keys_carry_repeatable_roles(self, migrated: Cli) -> None:
+        migrated.ok("tenant", "create", "acme")
+        migrated.ok("key", "create", "--tenant", "acme", "--role", "editor", "--role", "legal")
+        migrated.env["COLUMNS"] = "200"  # room for every column
+        listing = migrated.ok("key", "list", "--tenant", "acme").stdout
+        assert "editor" in listing
+        assert "legal" in listing
+        assert_one_line_error(
+            migrated("key", "create", "--tenant", "acme", "--role", "x" * 101), "roles"
+        )
+
     def test_list_shows_whole_key_ids(self, migrated: Cli) -> None:
         """`key revoke ID` needs the id that `key list` shows, also when piped (80 columns)."""
         migrated.ok("tenant", "create", "acme")
@@ -239,6 +250,38 @@ class TestApiCommands:
         assert (lines == expected, ls_shows_ids) == (True, True), (
             f"upload printed {lines!r}, expected {expected!r}; ls printed:\n{table}"
         )
+
+    def test_big_upload_goes_in_parts_and_resumes(self, cli: Cli, tmp_path: Path) -> None:
+        from assetd.client import AssetdClient
+
+        big = tmp_path / "big.bin"
+        big.write_bytes(os.urandom(3 * 5 * 1024 * 1024 + 777))
+        state_home = tmp_path / "state"
+        cli.env["XDG_STATE_HOME"] = str(state_home)
+        with run_server(cli.data_dir, database_url=cli.env["ASSETD_DATABASE_URL"]) as server:
+            cli.env["ASSETD_URL"] = server.url
+            cli.env["ASSETD_API_KEY"] = server.key
+            # The first run "crashes" after one part: the session stays open, its id on disk.
+            with AssetdClient(server.url, server.key) as client:
+                session = client.upload_in_parts(
+                    big,
+                    part_size=5 * 1024 * 1024,
+                    state_dir=state_home / "assetd" / "uploads",
+                    stop_after_parts=1,
+                )
+                assert len(list((state_home / "assetd" / "uploads").iterdir())) == 1
+                line = cli.ok(
+                    "upload", "--parts", "--part-size", str(5 * 1024 * 1024), str(big)
+                ).stdout
+                asset_id = ID.findall(line)[0]
+                # The same session finished: its asset is the one the first run started.
+                assert asset_id == session["assetId"]
+                status = client._http.get(f"/v1/uploads/{session['id']}").json()
+                assert status["state"] == "completed"
+                copy = tmp_path / "copy.bin"
+                client.download(asset_id, copy)
+                assert copy.read_bytes() == big.read_bytes()
+            assert list((state_home / "assetd" / "uploads").iterdir()) == []
 
 
 class TestMaintenanceCommands:

@@ -85,3 +85,38 @@ async def test_tenant_endpoint_shows_only_own_tenant(
 ) -> None:
     mine = (await client.get("/v1/tenant", headers=other_tenant.headers)).json()
     assert mine["slug"] == other_tenant.slug
+
+
+TEMPLATE_ENDPOINTS = [
+    (kind, method, body)
+    for kind in ("metadata-templates", "security-templates")
+    for method, body in (("GET", None), ("PATCH", {"name": "stolen"}), ("DELETE", None))
+]
+
+
+@pytest.mark.parametrize(("kind", "method", "body"), TEMPLATE_ENDPOINTS)
+async def test_other_tenants_template_gets_404_like_a_missing_id(
+    client: httpx.AsyncClient,
+    tenant: TenantCredentials,
+    other_tenant: TenantCredentials,
+    kind: str,
+    method: str,
+    body: dict[str, Any] | None,
+) -> None:
+    created = await client.post(f"/v1/{kind}", json={"name": "mine"}, headers=tenant.headers)
+    victim = created.json()["id"]
+    missing_id = "ea6eb24d-adef-4080-bd02-f64f567c437f"
+    foreign = await client.request(
+        method, f"/v1/{kind}/{victim}", json=body, headers=other_tenant.headers
+    )
+    missing = await client.request(
+        method, f"/v1/{kind}/{missing_id}", json=body, headers=other_tenant.headers
+    )
+    assert foreign.status_code == missing.status_code == 404
+    assert foreign.json()["detail"].replace(victim, "X") == missing.json()["detail"].replace(
+        missing_id, "X"
+    )
+    listing = await client.get(f"/v1/{kind}", headers=other_tenant.headers)
+    assert listing.json()["items"] == []
+    mine = await client.get(f"/v1/{kind}/{victim}", headers=tenant.headers)
+    assert mine.json()["name"] == "mine"

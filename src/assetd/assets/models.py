@@ -78,6 +78,16 @@ class Asset(IDModel, TenantOwned, Base):
     tags: Mapped[list[str]] = mapped_column(default=list)
     ref_ids: Mapped[list[dict[str, str]]] = mapped_column(default=list)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    # When set, `meta` has been validated against this template (assetd.templates).
+    metadata_template_id: Mapped[str | None] = mapped_column(
+        sa.String(36), sa.ForeignKey("metadata_templates.id"), default=None, index=True
+    )
+    # A copy of the asset's rows in asset_security_templates, kept in step by the service, so
+    # that reading an asset costs no extra query and one without templates needs no access
+    # check; the checks themselves run on the table, in SQL.
+    security_template_ids: Mapped[list[str]] = mapped_column(
+        default=list, server_default=sa.text("'[]'")
+    )
     segment_id: Mapped[str | None] = mapped_column(sa.String(200), default=None)
     url: Mapped[str | None] = mapped_column(sa.String(4000), default=None)
     revision: Mapped[int] = mapped_column(default=1)

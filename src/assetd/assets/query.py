@@ -212,6 +212,7 @@ NATIVE_FIELDS = FieldMap(
         "extension": column_field(FieldKind.STRING, Asset.extension),
         "sha256": column_field(FieldKind.STRING, Asset.sha256),
         "metadata": Field(FieldKind.JSON_OBJECT, Asset.meta),
+        "metadataTemplateId": column_field(FieldKind.STRING, Asset.metadata_template_id),
         # The seed treats these as system fields, not custom metadata.
         "metadata.createdAt": column_field(FieldKind.DATE, Asset.created_at),
         "metadata.modifiedAt": column_field(FieldKind.DATE, Asset.modified_at),

@@ -28,6 +28,7 @@ from assetd.auth.principal import DELETE, READ, WRITE, Principal
 from assetd.context import AppContext, get_context
 from assetd.db.dependencies import ReadOnly, UnitOfWork
 from assetd.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from assetd.templates.models import Action
 from assetd.tenants.schemas import MAX_COUNTER
 from assetd.tenants.service import TenantService
 
@@ -316,9 +317,7 @@ async def download_content(
     version: Annotated[int | None, Query(ge=1, le=MAX_COUNTER)] = None,
     download: bool = False,
 ) -> Response:
-    asset, found = await _service(session, context).find_content(
-        principal.tenant.id, asset_id, version
-    )
+    asset, found = await _service(session, context).download(principal, asset_id, version)
     return await content_response(request, context.storage, asset, found, download=download)
 
 
@@ -343,9 +342,7 @@ async def download_version(
     session: ReadSession,
     download: bool = False,
 ) -> Response:
-    asset, found = await _service(session, context).find_content(
-        principal.tenant.id, asset_id, number
-    )
+    asset, found = await _service(session, context).download(principal, asset_id, number)
     return await content_response(request, context.storage, asset, found, download=download)
 
 
@@ -368,7 +365,8 @@ async def create_signed_url(
 ) -> SignedUrlRead:
     body = body or SignedUrlRequest()
     service = _service(session, context)
-    asset = await service.get(principal, asset_id)
+    # Whoever holds the URL downloads without credentials: issuing it is downloading.
+    asset = await service.get(principal, asset_id, Action.download)
     found = await service.content(principal.tenant.id, asset, body.version)
     ttl = body.expires_in or context.settings.signed_url_ttl_seconds
     expires = int(time.time()) + ttl
@@ -416,9 +414,8 @@ async def serve_file(
             raise Forbidden("a signed URL needs version, expires and signature")
         if not context.signer.verify_content(tenant_id, asset_id, version, expires, signature):
             raise Forbidden("the signature is invalid or has expired")
-    asset, found = await _service(session, context).find_content(
-        tenant_id, asset_id, version, include_trashed=False
-    )
+    service = _service(session, context)
+    asset, found = await service.find_content(tenant_id, asset_id, version, include_trashed=False)
     if not signed and asset.access is not Access.PUBLIC:
         if principal is None:
             raise Unauthenticated("this content is private: use credentials or a signed URL")
@@ -426,4 +423,6 @@ async def serve_file(
             raise NotFound(f"asset {asset_id} not found")
         if not principal.has(READ):
             raise Forbidden(f"this operation needs the {READ!r} scope")
+        # PUBLIC content and signed URLs need no grant; credentials are held to the asset's.
+        await service.authorize(principal, asset, Action.download)
     return await content_response(request, context.storage, asset, found, download=download)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AnyUrl, ConfigDict, Field, field_validator
 
@@ -9,6 +9,7 @@ from assetd.assets.models import Access, AssetKind, AssetState, AssetType
 from assetd.tenants.schemas import MAX_COUNTER, CamelModel, InputModel
 
 MAX_TAGS = 100
+MAX_SECURITY_TEMPLATES = 50
 
 
 class RefId(InputModel):
@@ -27,6 +28,17 @@ class AssetFields(InputModel):
     tags: list[str] | None = Field(None, max_length=MAX_TAGS)
     ref_ids: list[RefId] | None = Field(None, max_length=100)
     metadata: dict[str, Any] | None = None
+    metadata_template_id: str | None = Field(
+        None,
+        max_length=64,
+        description="A metadata template (uuid) that `metadata` must fit; null: free-form.",
+    )
+    security_template_ids: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        None,
+        max_length=MAX_SECURITY_TEMPLATES,
+        description="Security templates (uuids) deciding who may view, download, edit and "
+        "delete the asset; each must grant one of the caller's roles (admins: any).",
+    )
     segment_id: str | None = Field(None, max_length=200)
     access: Access | None = None
     type: AssetType | None = None
@@ -64,6 +76,8 @@ class AssetRead(CamelModel):
     tags: list[str]
     ref_ids: list[RefId]
     metadata: dict[str, Any]
+    metadata_template_id: str | None = None
+    security_template_ids: list[str] = Field(default_factory=list)
     segment_id: str | None
     url: str | None
     revision: int

@@ -22,6 +22,8 @@ from assetd.auth.principal import Principal
 from assetd.db.base import utcnow
 from assetd.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, QuotaExceeded
 from assetd.storage.keys import blob_key
+from assetd.templates.models import Action
+from assetd.templates.service import MetadataTemplateService, SecurityTemplateService
 from assetd.tenants.repository import TenantRepository
 
 log = structlog.get_logger()
@@ -62,13 +64,17 @@ class AssetService:
         self.versions = VersionRepository(session)
         self.blobs = BlobRepository(session)
         self.tenants = TenantRepository(session)
+        self.metadata_templates = MetadataTemplateService(session)
+        self.security = SecurityTemplateService(session)
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def get(self, principal: Principal, asset_id: str) -> Asset:
+    async def get(self, principal: Principal, asset_id: str, action: Action = Action.view) -> Asset:
+        """The asset if the principal may see it (else 404) and do `action` on it (else 403)."""
         asset = await self.assets.get_visible(principal.tenant.id, asset_id)
         if asset is None:
             raise NotFound(f"asset {asset_id} not found")
+        await self.security.authorize(principal, asset, action)
         return asset
 
     async def search(self, principal: Principal, params: ListParams) -> AssetList:
@@ -89,6 +95,9 @@ class AssetService:
             where.append(condition)
         keys = query.compile_sort(params.sort, self.fields, dialect=dialect)
         page_where = list(where)
+        visible = self.security.visibility_condition(principal)
+        if visible is not None:
+            page_where.append(visible)
         offset = (params.page_number - 1) * params.page_size
         if params.cursor:
             page_where.append(query.cursor_condition(keys, params.cursor))
@@ -106,6 +115,9 @@ class AssetService:
             next_cursor = query.encode_cursor(keys, query.sort_values(keys, items[-1]))
         total = None
         if params.with_total:
+            visible = self.security.visibility_condition(principal, whole_table=True)
+            if visible is not None:
+                where.append(visible)
             total = await self.assets.count(principal.tenant.id, where=where)
         return AssetList(items, next_cursor, total)
 
@@ -122,6 +134,19 @@ class AssetService:
         if version is None:
             raise NotFound(f"asset {asset.id} has no version {number}")
         return version
+
+    async def authorize(self, principal: Principal, asset: Asset, action: Action) -> None:
+        """404 unless the asset's security templates let the principal see it, 403 unless
+        they let it do `action`; assets without templates are open to the whole tenant."""
+        await self.security.authorize(principal, asset, action)
+
+    async def download(
+        self, principal: Principal, asset_id: str, version_number: int | None = None
+    ) -> tuple[Asset, Version]:
+        """find_content() for a principal who must be allowed to download (403) what it sees."""
+        asset, version = await self.find_content(principal.tenant.id, asset_id, version_number)
+        await self.security.authorize(principal, asset, Action.download)
+        return asset, version
 
     async def find_content(
         self,
@@ -154,7 +179,7 @@ class AssetService:
         asset = self._new_asset(principal, data, data.kind)
         asset.type = data.type or AssetType.other
         asset.url = str(data.url) if data.url is not None else None
-        await self.assets.add(asset)
+        await self._add_new(principal, asset, data)
         log.info("asset.created", asset_id=asset.id, kind=asset.kind.value)
         return asset
 
@@ -163,7 +188,7 @@ class AssetService:
     ) -> Asset:
         try:
             asset = self._new_asset(principal, data, AssetKind.BLOB)
-            await self.assets.add(asset)
+            await self._add_new(principal, asset, data)
             await self._attach_version(
                 principal, asset, staged, explicit_type=data.type, is_new=True
             )
@@ -181,7 +206,7 @@ class AssetService:
         expected_revision: int | None = None,
     ) -> Version:
         try:
-            asset = await self._get_for_change(principal, asset_id, expected_revision)
+            asset = await self._get_for_change(principal, asset_id, expected_revision, Action.edit)
             version = await self._add_content(principal, asset, staged)
         except BaseException:
             await _discard_unpublished(staged)
@@ -218,6 +243,19 @@ class AssetService:
         )
         log.info("asset.version_added", asset_id=asset.id, version=version.number)
         return version
+
+    async def _add_new(self, principal: Principal, asset: Asset, data: AssetFields) -> None:
+        """Insert the asset once its metadata fits its template and its security templates
+        are ones the principal may assign."""
+        asset.metadata_template_id = await self.metadata_templates.check_metadata(
+            principal.tenant.id, data.metadata_template_id, data.metadata
+        )
+        security_ids = await self.security.check_assignable(
+            principal, data.security_template_ids or []
+        )
+        await self.assets.add(asset)
+        if security_ids:
+            await self.security.assign(principal, asset, security_ids)
 
     def _new_asset(self, principal: Principal, data: AssetFields, kind: AssetKind) -> Asset:
         now = utcnow()
@@ -298,11 +336,12 @@ class AssetService:
     # -- changing --------------------------------------------------------------------------
 
     async def _get_for_change(
-        self, principal: Principal, asset_id: str, expected_revision: int | None
+        self, principal: Principal, asset_id: str, expected_revision: int | None, action: Action
     ) -> Asset:
         asset = await self.assets.get_visible(principal.tenant.id, asset_id, lock=True)
         if asset is None:
             raise NotFound(f"asset {asset_id} not found")
+        await self.security.authorize(principal, asset, action)
         if expected_revision is not None and expected_revision != asset.revision:
             raise PreconditionFailed(
                 f"asset {asset_id} is at revision {asset.revision}, not {expected_revision}",
@@ -328,11 +367,11 @@ class AssetService:
             # A revision in the body is a plain conflict (409); If-Match is a failed
             # precondition (412).
             try:
-                asset = await self._get_for_change(principal, asset_id, data.revision)
+                asset = await self._get_for_change(principal, asset_id, data.revision, Action.edit)
             except PreconditionFailed as exc:
                 raise Conflict(exc.detail, **exc.extra) from None
         else:
-            asset = await self._get_for_change(principal, asset_id, expected_revision)
+            asset = await self._get_for_change(principal, asset_id, expected_revision, Action.edit)
         changes: dict[str, Any] = data.model_dump(exclude_unset=True, exclude={"revision"})
         for name in immutable:
             if name in changes and changes[name] != getattr(asset, name):
@@ -343,6 +382,8 @@ class AssetService:
             if changes["url"] is None:
                 raise InvalidInput("a LINK asset needs a url")
             asset.url = str(changes.pop("url"))
+        fields = sorted(changes)
+        await self._change_templates(principal, asset, changes)
         renames = {"ref_ids": "ref_ids", "metadata": "meta"}
         for name, value in changes.items():
             if name in ("name", "description") and value is None:
@@ -354,13 +395,35 @@ class AssetService:
             setattr(asset, renames.get(name, name), value)
         self._touch(principal, asset)
         await self.session.flush()
-        log.info("asset.updated", asset_id=asset.id, fields=sorted(changes))
+        log.info("asset.updated", asset_id=asset.id, fields=fields)
         return asset
+
+    async def _change_templates(
+        self, principal: Principal, asset: Asset, changes: dict[str, Any]
+    ) -> None:
+        """Check the metadata when it or its template changes; swap security templates if asked.
+
+        Takes the template fields out of `changes`: they are set here, canonical and checked.
+        """
+        touches_metadata = "metadata" in changes or "metadata_template_id" in changes
+        template_id = changes.pop("metadata_template_id", asset.metadata_template_id)
+        if touches_metadata:
+            metadata = changes["metadata"] if "metadata" in changes else asset.meta
+            asset.metadata_template_id = await self.metadata_templates.check_metadata(
+                principal.tenant.id, template_id, metadata
+            )
+        if "security_template_ids" in changes:
+            security_ids = await self.security.check_assignable(
+                principal,
+                changes.pop("security_template_ids") or [],
+                current=asset.security_template_ids,
+            )
+            await self.security.assign(principal, asset, security_ids)
 
     async def trash(
         self, principal: Principal, asset_id: str, expected_revision: int | None = None
     ) -> Asset:
-        asset = await self._get_for_change(principal, asset_id, expected_revision)
+        asset = await self._get_for_change(principal, asset_id, expected_revision, Action.delete)
         if asset.state is not AssetState.trashed:
             asset.state = AssetState.trashed
             asset.trashed_at = utcnow()
@@ -370,7 +433,7 @@ class AssetService:
         return asset
 
     async def restore(self, principal: Principal, asset_id: str) -> Asset:
-        asset = await self._get_for_change(principal, asset_id, None)
+        asset = await self._get_for_change(principal, asset_id, None, Action.delete)
         if asset.state is AssetState.trashed:
             asset.state = AssetState.active
             asset.trashed_at = None
@@ -381,7 +444,7 @@ class AssetService:
 
     async def purge(self, principal: Principal, asset_id: str) -> None:
         """Delete the asset and its versions for good; bytes nobody else uses are released."""
-        asset = await self._get_for_change(principal, asset_id, None)
+        asset = await self._get_for_change(principal, asset_id, None, Action.delete)
         tenant_id = principal.tenant.id
         for blob_id in await self.versions.delete_for(tenant_id, asset.id):
             released = await self.blobs.release(tenant_id, blob_id)
@@ -391,7 +454,7 @@ class AssetService:
         log.info("asset.purged", asset_id=asset_id)
 
     async def promote_version(self, principal: Principal, asset_id: str, number: int) -> Asset:
-        asset = await self._get_for_change(principal, asset_id, None)
+        asset = await self._get_for_change(principal, asset_id, None, Action.edit)
         version = await self.versions.get_number(principal.tenant.id, asset.id, number)
         if version is None:
             raise NotFound(f"asset {asset_id} has no version {number}")

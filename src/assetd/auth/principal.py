@@ -11,6 +11,10 @@ WRITE = "assets:write"
 DELETE = "assets:delete"
 ADMIN = "admin"
 ALL_SCOPES = (READ, WRITE, DELETE, ADMIN)
+# Roles name groups in security templates; they come from API keys and identity providers'
+# JWTs, so any printable text up to 100 characters.
+ROLE_PATTERN = r"^[^\x00-\x1f\x7f]{1,100}$"
+MAX_ROLES = 50
 
 # Scope names used by the seed APIs, mapped onto assetd's own.
 SEED_SCOPE_ALIASES = {

@@ -1,17 +1,22 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import Field
 
-from assetd.auth.principal import ALL_SCOPES
+from assetd.auth.principal import ALL_SCOPES, MAX_ROLES, ROLE_PATTERN
 from assetd.tenants.schemas import CamelModel, InputModel
 
 
 class ApiKeyCreate(InputModel):
     name: str = Field("", max_length=200)
     scopes: list[str] = Field(default_factory=lambda: list(ALL_SCOPES[:3]))
-    roles: list[str] = Field(default_factory=list, max_length=50)
+    roles: list[Annotated[str, Field(pattern=ROLE_PATTERN)]] = Field(
+        default_factory=list,
+        max_length=MAX_ROLES,
+        description="Roles that security templates grant actions to.",
+    )
     expires_at: datetime | None = None
 
 

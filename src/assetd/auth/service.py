@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assetd.auth.models import ApiKey
-from assetd.auth.principal import ALL_SCOPES, SEED_SCOPE_ALIASES, Principal, expand_scopes
+from assetd.auth.principal import (
+    ALL_SCOPES,
+    MAX_ROLES,
+    ROLE_PATTERN,
+    SEED_SCOPE_ALIASES,
+    Principal,
+    expand_scopes,
+)
 from assetd.auth.repository import ApiKeyRepository
 from assetd.db.base import utcnow
 from assetd.errors import InvalidInput, NotFound
@@ -18,6 +26,7 @@ from assetd.tenants.service import TenantSnapshot
 
 KEY_PREFIX = "assetd_"
 KNOWN_SCOPES = frozenset(ALL_SCOPES) | frozenset(SEED_SCOPE_ALIASES)
+_ROLE = re.compile(ROLE_PATTERN)
 
 
 def hash_key(key: str) -> str:
@@ -47,6 +56,8 @@ class ApiKeyService:
         unknown = sorted(set(scopes) - KNOWN_SCOPES)
         if unknown:
             raise InvalidInput(f"unknown scopes: {', '.join(unknown)}")
+        if len(roles) > MAX_ROLES or any(not _ROLE.fullmatch(r) for r in roles):
+            raise InvalidInput(f"at most {MAX_ROLES} roles, each 1 to 100 printable characters")
         if expires_at is not None and expires_at.tzinfo is None:
             expires_at = expires_at.replace(tzinfo=UTC)
         secret = key or generate_key()
@@ -58,7 +69,7 @@ class ApiKeyService:
             prefix=secret[:14],
             key_hash=hash_key(secret),
             scopes=list(dict.fromkeys(scopes)),
-            roles=list(roles),
+            roles=list(dict.fromkeys(roles)),
             expires_at=expires_at,
         )
         return await self.repository.add(row), secret

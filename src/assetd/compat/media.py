@@ -20,7 +20,6 @@ from pydantic import AnyUrl, BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
-from starlette.types import Receive, Scope, Send
 
 from assetd.assets import query
 from assetd.assets.delivery import content_response
@@ -31,6 +30,7 @@ from assetd.assets.service import MAX_PAGE_SIZE, AssetService, ListParams
 from assetd.assets.uploads import discard_on_error, receive_upload
 from assetd.auth.dependencies import optional_principal
 from assetd.auth.principal import DELETE, READ, WRITE, Principal
+from assetd.compat.routing import enveloped_route
 from assetd.context import AppContext, get_context
 from assetd.db.dependencies import ReadOnly, UnitOfWork
 from assetd.errors import (
@@ -44,6 +44,7 @@ from assetd.errors import (
     Unauthenticated,
 )
 from assetd.problems import status_for
+from assetd.templates.models import Action
 from assetd.tenants.schemas import CamelModel, InputModel
 
 log = structlog.get_logger()
@@ -143,27 +144,8 @@ _HANDLERS: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
     StarletteHTTPException: _http_error,
     Exception: _unexpected,
 }
-_HANDLERS_KEY = "starlette.exception_handlers"
-
-
-class MediaRoute(APIRoute):
-    """A route whose errors are rendered by this adapter instead of the app's problem+json.
-
-    Starlette's request handler looks its exception handlers up in the scope. Swapping them
-    here (rather than catching in the endpoint) keeps the order that matters: the exception
-    first unwinds the dependencies, so the unit of work rolls back, and only then is rendered.
-    """
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        previous = scope.get(_HANDLERS_KEY)
-        scope[_HANDLERS_KEY] = (_HANDLERS, {})
-        try:
-            await super().handle(scope, receive, send)
-        finally:
-            if previous is None:
-                scope.pop(_HANDLERS_KEY, None)
-            else:
-                scope[_HANDLERS_KEY] = previous
+# Errors under /media are rendered by this adapter (see compat/routing.py for how).
+MediaRoute = enveloped_route(_HANDLERS)
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -646,6 +628,7 @@ async def download_media_asset(
 ) -> Response:
     service = _service(session, context)
     asset = await _live(service, principal, asset_id)
+    await service.authorize(principal, asset, Action.download)
     found = await service.content(principal.tenant.id, asset)
     return await content_response(request, context.storage, asset, found)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -16,6 +16,14 @@ class BlobNotFound(Exception):
 
 class InvalidKey(ValueError):
     """A key that could escape the store or is not one assetd makes."""
+
+
+class UploadBusy(ValueError):
+    """Another request is appending to this upload right now."""
+
+
+class InvalidParts(ValueError):
+    """Parts that cannot be assembled: unknown numbers or ETags the store does not hold."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,10 @@ class MultipartStorage(Protocol):
     the upload-session expiry job removes them.
     """
 
+    # True when clients PUT parts straight to the store (presign_part gives URLs), so that
+    # only the store knows which parts arrived.
+    direct_parts: bool
+
     def start_upload(self) -> str: ...
 
     def part_writer(self, handle: str, number: int, offset: int) -> PartWriter:
@@ -95,10 +107,18 @@ class MultipartStorage(Protocol):
         """The parts the store holds, by number; authoritative for presigned parts."""
 
     def append_writer(self, handle: str, offset: int) -> PartWriter:
-        """Bytes that continue the upload at `offset` (tus PATCH); the store cuts them in parts."""
+        """Bytes that continue the upload at `offset` (tus PATCH); the store cuts them in parts.
+
+        The caller's offset is the truth: stored bytes past it were never acknowledged (a crash
+        or a failed checksum after finish()) and are dropped. ValueError when fewer are stored.
+        Appends to one upload must not overlap in time.
+        """
 
     def complete_upload(self, handle: str, parts: list[PartInfo] | None) -> AssembledUpload:
-        """Assemble the parts (None: everything appended) into one sealed, readable object."""
+        """Assemble the parts (None: everything appended) into one sealed, readable object.
+
+        Raises InvalidParts when the store cannot build the file from the parts named.
+        """
 
     def abort_upload(self, handle: str) -> None:
         """Drop the staged upload and every part; no error when it is already gone."""
@@ -108,7 +128,7 @@ class MultipartStorage(Protocol):
 
 
 @runtime_checkable
-class BlobStorage(Protocol):
+class BlobStorage(MultipartStorage, Protocol):
     def writer(self) -> BlobWriter: ...
 
     def read(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
@@ -129,6 +149,18 @@ class BlobStorage(Protocol):
     def delete_staging(self, key: str) -> None: ...
 
     def close(self) -> None: ...
+
+
+def check_parts(parts: Sequence[PartInfo]) -> int:
+    """The parts' total size; InvalidParts for no parts or a repeated or non-positive number."""
+    numbers = {part.number for part in parts}
+    if not parts:
+        raise InvalidParts("no parts to complete the upload with")
+    if len(numbers) != len(parts):
+        raise InvalidParts("a part number is named twice")
+    if min(numbers) < 1:
+        raise InvalidParts("part numbers start at 1")
+    return sum(part.size_bytes for part in parts)
 
 
 def put_bytes(storage: BlobStorage, key: str, data: bytes) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import fcntl
 import hashlib
 import os
 import re
@@ -12,7 +13,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from assetd.storage.base import READ_CHUNK_BYTES, BlobInfo, BlobNotFound, InvalidKey, PartInfo
+from assetd.storage.base import (
+    READ_CHUNK_BYTES,
+    BlobInfo,
+    BlobNotFound,
+    InvalidKey,
+    InvalidParts,
+    PartInfo,
+    UploadBusy,
+    check_parts,
+)
 from assetd.storage.keys import check_key
 
 STAGING_DIR = ".staging"
@@ -120,6 +130,8 @@ class LocalBlobStorage:
 
     # -- multipart and tus uploads ---------------------------------------------------------
 
+    direct_parts = False  # parts come through assetd, under its own signed URLs
+
     def upload_path(self, handle: str) -> Path:
         if not _HANDLE.fullmatch(handle):
             raise InvalidKey(f"invalid upload handle: {handle!r}")
@@ -142,9 +154,11 @@ class LocalBlobStorage:
 
     def append_writer(self, handle: str, offset: int) -> LocalPartWriter:
         path = self.upload_path(handle)
-        if path.stat().st_size != offset:
-            raise ValueError(f"upload {handle} holds {path.stat().st_size} bytes, not {offset}")
-        return LocalPartWriter(path, 0, offset, with_etag=False)
+        size = path.stat().st_size
+        if size < offset:
+            raise ValueError(f"upload {handle} holds {size} bytes, not {offset}")
+        # Bytes past offset were never acknowledged (a crash mid-append): they go.
+        return LocalPartWriter(path, 0, offset, with_etag=False, rollback=True)
 
     def complete_upload(
         self, handle: str, parts: builtins.list[PartInfo] | None
@@ -152,7 +166,9 @@ class LocalBlobStorage:
         path = self.upload_path(handle)
         if parts is not None:
             # A re-sent last part may have been shorter than a first try: cut what lies beyond.
-            size = sum(part.size_bytes for part in parts)
+            size = check_parts(parts)
+            if size > path.stat().st_size:
+                raise InvalidParts(f"upload {handle} lacks bytes the parts name")
             with open(path, "r+b") as handle_file:
                 handle_file.truncate(size)
         return LocalAssembledUpload(self, path)
@@ -171,11 +187,31 @@ _HANDLE = re.compile(r"[0-9a-f]{32}")
 class LocalPartWriter:
     """Writes at an offset of the upload's file; parts never overlap, so writers run in parallel."""
 
-    def __init__(self, path: Path, number: int, offset: int, *, with_etag: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        number: int,
+        offset: int,
+        *,
+        with_etag: bool = True,
+        rollback: bool = False,
+    ) -> None:
         try:
             self._file: BinaryIO | None = open(path, "r+b")
         except FileNotFoundError:
             raise BlobNotFound(path.name) from None
+        self._offset = offset
+        # An append that fails is undone, so the upload ends where the last good one did.
+        self._rollback = rollback
+        if rollback:
+            # One append at a time per upload, across processes; the kernel drops the lock
+            # if this process dies, so a crash never blocks the resume.
+            try:
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._file.close()
+                raise UploadBusy(f"upload {path.name} is receiving another request") from None
+            self._file.truncate(offset)
         self._file.seek(offset)
         self._number = number
         self._size = 0
@@ -200,6 +236,8 @@ class LocalPartWriter:
 
     def abort(self) -> None:
         if self._file is not None:
+            if self._rollback:
+                self._file.truncate(self._offset)
             self._file.close()
             self._file = None
 

@@ -9,7 +9,14 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from assetd.storage.base import READ_CHUNK_BYTES, BlobInfo, BlobNotFound, PartInfo
+from assetd.storage.base import (
+    READ_CHUNK_BYTES,
+    BlobInfo,
+    BlobNotFound,
+    InvalidParts,
+    PartInfo,
+    check_parts,
+)
 from assetd.storage.keys import check_key
 
 
@@ -92,6 +99,8 @@ class InMemoryBlobStorage:
 
     # -- multipart and tus uploads ---------------------------------------------------------
 
+    direct_parts = False  # parts come through assetd, under its own signed URLs
+
     def _upload(self, handle: str) -> bytearray:
         try:
             return self.uploads[handle][0]
@@ -114,16 +123,20 @@ class InMemoryBlobStorage:
 
     def append_writer(self, handle: str, offset: int) -> InMemoryPartWriter:
         data = self._upload(handle)
-        if len(data) != offset:
+        if len(data) < offset:
             raise ValueError(f"upload {handle} holds {len(data)} bytes, not {offset}")
-        return InMemoryPartWriter(self, data, 0, offset)
+        del data[offset:]
+        return InMemoryPartWriter(self, data, 0, offset, rollback=True)
 
     def complete_upload(
         self, handle: str, parts: builtins.list[PartInfo] | None
     ) -> InMemoryAssembled:
         data = self._upload(handle)
         if parts is not None:
-            del data[sum(part.size_bytes for part in parts) :]
+            size = check_parts(parts)
+            if size > len(data):
+                raise InvalidParts(f"upload {handle} lacks bytes the parts name")
+            del data[size:]
         return InMemoryAssembled(self, handle)
 
     def abort_upload(self, handle: str) -> None:
@@ -136,9 +149,16 @@ class InMemoryBlobStorage:
 
 class InMemoryPartWriter:
     def __init__(
-        self, storage: InMemoryBlobStorage, target: bytearray, number: int, offset: int
+        self,
+        storage: InMemoryBlobStorage,
+        target: bytearray,
+        number: int,
+        offset: int,
+        *,
+        rollback: bool = False,
     ) -> None:
         self._storage = storage
+        self._rollback = rollback
         self._target = target
         self._number = number
         self._offset = offset
@@ -155,10 +175,13 @@ class InMemoryPartWriter:
         self._size += len(data)
 
     def finish(self) -> PartInfo:
+        self._rollback = False
         return PartInfo(self._number, self._size, self._md5.hexdigest())
 
     def abort(self) -> None:
-        return None
+        if self._rollback:
+            del self._target[self._offset :]
+            self._rollback = False
 
 
 class InMemoryAssembled:
