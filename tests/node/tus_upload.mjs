@@ -41,6 +41,7 @@ const size = (await stat(args.file)).size
 const result = { url: null, assetId: null, assetVersion: null, resumedFrom: null, patches: 0 }
 // Requests sent and not yet answered: non-zero at abort time means a PATCH was cut off.
 let inFlight = 0
+let stopped = false
 
 function finish(event, extra = {}) {
   process.stdout.write(`${JSON.stringify({ event, ...result, ...extra })}\n`)
@@ -76,7 +77,8 @@ const upload = new Upload(createReadStream(args.file), {
     result.url = upload.url
   },
   onProgress(bytesSent, bytesTotal) {
-    if (stopAfter !== null && bytesSent >= stopAfter) {
+    if (stopAfter !== null && bytesSent >= stopAfter && !stopped) {
+      stopped = true
       const cutOff = inFlight > 0
       upload.abort().then(() => finish('aborted', { bytesSent, bytesTotal, cutOff }))
     }

@@ -26,6 +26,7 @@ class UploadSessionRepository(TenantScopedRepository[UploadSession]):
             stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    # cross-tenant: a presigned part URL names no tenant; its HMAC proves the session id.
     async def find_any_tenant(self, session_id: str) -> UploadSession | None:
         """For presigned part URLs: the HMAC already proved the id, and the row names its tenant."""
         if not is_id(session_id):
@@ -42,6 +43,7 @@ class UploadSessionRepository(TenantScopedRepository[UploadSession]):
         )
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    # cross-tenant: the expiry job ends every tenant's abandoned sessions.
     async def expired(self, now: datetime, limit: int) -> list[UploadSession]:
         stmt = (
             sa.select(UploadSession)
@@ -51,6 +53,7 @@ class UploadSessionRepository(TenantScopedRepository[UploadSession]):
         )
         return list((await self.session.execute(stmt)).scalars())
 
+    # cross-tenant: storage handles are global; the orphan sweep covers every tenant.
     async def live_handles(self, handles: list[str]) -> set[str]:
         """Which of these storage handles belong to a session still open or completing."""
         if not handles:

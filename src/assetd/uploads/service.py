@@ -290,7 +290,12 @@ class UploadService:
                 parts = await UploadPartRepository(session).list_for(upload.tenant_id, upload.id)
                 numbers = [part.number for part in parts]
         if numbers is None:
-            numbers = [part.number for part in await self._stored_parts(upload)]
+            if upload.state is UploadState.open:
+                numbers = [part.number for part in await self._stored_parts(upload)]
+            elif upload.state is UploadState.completed:
+                numbers = list(range(1, upload.part_count + 1))
+            else:
+                numbers = []  # S3 forgot the parts with the multipart upload
         return upload, numbers
 
     async def open_session_of(self, principal: Principal, asset_id: str) -> str | None:

@@ -87,7 +87,8 @@ async def templates(seed_client: httpx.AsyncClient, tenant: TenantCredentials) -
         json={"name": "Legal", "grants": [{"role": "legal", "actions": ["view"]}]},
         headers=tenant.headers,
     )
-    assert granted.status_code == 201 and other.status_code == 201, granted.text
+    assert granted.status_code == 201, granted.text
+    assert other.status_code == 201, granted.text
     return {
         "metadata": metadata.json()["id"],
         "granted": granted.json()["id"],
@@ -120,8 +121,10 @@ async def test_create_upload_and_read_back(
     )
     assert created.status_code == 200, created.text
     result = created.json()
-    assert result["multipart"] is False and len(result["uploadUrls"]) == 1
-    assert result["objectId"].count("-") == 4 and result["objectId"].endswith("00000000")
+    assert result["multipart"] is False
+    assert len(result["uploadUrls"]) == 1
+    assert result["objectId"].count("-") == 4
+    assert result["objectId"].endswith("00000000")
     asset_id = result["assetId"]
     assert result["objectId"].replace("-", "").startswith(asset_id)
 
@@ -141,7 +144,8 @@ async def test_create_upload_and_read_back(
     assert put.status_code == 200, put.text
     # A single-URL upload through assetd completes by itself.
     content = await seed_client.get(f"/v1/assets/{asset_id}/content", headers=tenant.headers)
-    assert content.status_code == 200 and content.content == data
+    assert content.status_code == 200
+    assert content.content == data
     after = await seed_client.get(f"/v1/assets/{asset_id}", headers=tenant.headers)
     assert after.json()["createdBy"] == "ann@example.com"
     # Completing explicitly afterwards finds nothing left to complete.
@@ -162,7 +166,8 @@ async def test_multipart_in_100_mib_chunks_then_complete(
     )
     assert created.status_code == 200, created.text
     result = created.json()
-    assert result["multipart"] is True and result["chunkSize"] == 100 * MiB
+    assert result["multipart"] is True
+    assert result["chunkSize"] == 100 * MiB
     assert [p["size"] for p in result["parts"]] == [100 * MiB, 4096]
     parts = []
     for part in result["parts"]:
@@ -236,9 +241,11 @@ async def test_metadata_only_asset_stays_when_the_upload_is_cancelled(
         json={"objectId": created.json()["objectId"], "action": "cancel"},
         headers=seed_headers(tenant),
     )
-    assert cancel.status_code == 200 and cancel.json()["status"] == "CANCELLED"
+    assert cancel.status_code == 200
+    assert cancel.json()["status"] == "CANCELLED"
     asset = await seed_client.get(f"/v1/assets/{created.json()['assetId']}", headers=tenant.headers)
-    assert asset.status_code == 200 and asset.json()["version"] is None
+    assert asset.status_code == 200
+    assert asset.json()["version"] is None
 
 
 async def test_unauthorized_without_all_three_credentials(
@@ -262,7 +269,8 @@ async def test_unauthorized_without_all_three_credentials(
             "/asset", json=body(templates, filesize=1), headers=headers
         )
         assert response.status_code == 401, (headers.keys(), response.text)
-        assert response.json()["code"] == 401 and response.json()["message"]
+        assert response.json()["code"] == 401
+        assert response.json()["message"]
     # A plain API key in every header works too (no JWT needed).
     keys = {"X-API-Key": tenant.key, "Authorization": tenant.key, "AccessToken": tenant.key}
     ok = await seed_client.post("/asset", json=body(templates, filesize=1), headers=keys)

@@ -68,7 +68,8 @@ async def test_parts_in_any_order_complete_into_a_new_asset(
     # The asset exists at once, but has no content until complete.
     asset_id = session["assetId"]
     got = await client.get(f"/v1/assets/{asset_id}", headers=tenant.headers)
-    assert got.json()["name"] == "Big one" and got.json()["version"] is None
+    assert got.json()["name"] == "Big one"
+    assert got.json()["version"] is None
     content = await client.get(f"/v1/assets/{asset_id}/content", headers=tenant.headers)
     assert content.status_code == 404
 
@@ -104,9 +105,11 @@ async def test_parts_in_any_order_complete_into_a_new_asset(
     assert result["upload"]["state"] == "completed"
     assert result["version"]["sha256"] == hashlib.sha256(data).hexdigest()
     assert result["version"]["md5"] == hashlib.md5(data).hexdigest()
-    assert result["asset"]["version"] == 1 and result["asset"]["sizeBytes"] == len(data)
+    assert result["asset"]["version"] == 1
+    assert result["asset"]["sizeBytes"] == len(data)
     content = await client.get(f"/v1/assets/{asset_id}/content", headers=tenant.headers)
-    assert content.status_code == 200 and content.content == data
+    assert content.status_code == 200
+    assert content.content == data
     assert staged_uploads(storage) == []
 
 
@@ -159,9 +162,11 @@ async def test_part_checksums_are_verified(
     good_sha = base64.b64encode(hashlib.sha256(b"hello").digest()).decode()
     bad_sha = base64.b64encode(hashlib.sha256(b"other").digest()).decode()
     wrong = await client.put(url, content=b"hello", headers={"Content-MD5": bad_md5})
-    assert wrong.status_code == 400 and "MD5" in wrong.json()["detail"]
+    assert wrong.status_code == 400
+    assert "MD5" in wrong.json()["detail"]
     wrong = await client.put(url, content=b"hello", headers={"x-amz-checksum-sha256": bad_sha})
-    assert wrong.status_code == 400 and "SHA-256" in wrong.json()["detail"]
+    assert wrong.status_code == 400
+    assert "SHA-256" in wrong.json()["detail"]
     garbage = await client.put(url, content=b"hello", headers={"Content-MD5": "%%%"})
     assert garbage.status_code == 400
     status = await client.get(f"/v1/uploads/{session['id']}", headers=tenant.headers)
@@ -185,9 +190,7 @@ async def test_oversized_and_undersized_parts_are_refused(
     too_small = await client.put(first["url"], content=data[:100])
     assert too_small.status_code == 400
     await client.put(first["url"], content=data[:PART])
-    incomplete = await client.post(
-        f"/v1/uploads/{session['id']}/complete", headers=tenant.headers
-    )
+    incomplete = await client.post(f"/v1/uploads/{session['id']}/complete", headers=tenant.headers)
     assert incomplete.status_code == 400
     assert "missing parts: 2" in incomplete.json()["detail"]
     # The oversized last part did not spill into anything: send it right and finish.
@@ -214,13 +217,15 @@ async def test_wrong_parts_list_and_sha256_on_complete(
     ):
         response = await client.post(complete_url, json=body, headers=tenant.headers)
         assert response.status_code == 400, body
-    assert (await client.post(complete_url, json={"parts": [{"number": 0}]},
-                              headers=tenant.headers)).status_code == 422
+    assert (
+        await client.post(complete_url, json={"parts": [{"number": 0}]}, headers=tenant.headers)
+    ).status_code == 422
     # A wrong whole-file SHA-256 fails the session: nothing is left.
     wrong = await client.post(
         complete_url, json={"parts": parts, "sha256": "0" * 64}, headers=tenant.headers
     )
-    assert wrong.status_code == 400 and "SHA-256" in wrong.json()["detail"]
+    assert wrong.status_code == 400
+    assert "SHA-256" in wrong.json()["detail"]
     status = await client.get(f"/v1/uploads/{session['id']}", headers=tenant.headers)
     assert status.json()["state"] == "failed"
     assert status.json()["assetId"] is None  # the asset it made is gone again
@@ -251,9 +256,7 @@ async def test_concurrent_completes_make_one_version(
     url = f"/v1/uploads/{session['id']}/complete"
     responses = await asyncio.gather(*(client.post(url, headers=tenant.headers) for _ in range(4)))
     assert sorted(r.status_code for r in responses) == [200, 409, 409, 409]
-    versions = await client.get(
-        f"/v1/assets/{session['assetId']}/versions", headers=tenant.headers
-    )
+    versions = await client.get(f"/v1/assets/{session['assetId']}/versions", headers=tenant.headers)
     assert len(versions.json()) == 1
 
 
@@ -393,6 +396,7 @@ async def test_expired_sessions_are_cleaned_up(
     asset = await client.get(f"/v1/assets/{session['assetId']}", headers=tenant.headers)
     assert asset.status_code == 404
     remaining = staged_uploads(storage)
-    assert orphan not in remaining and len(remaining) == 1
+    assert orphan not in remaining
+    assert len(remaining) == 1
     alive = await client.get(f"/v1/uploads/{kept['id']}", headers=tenant.headers)
     assert alive.json()["state"] == "open"

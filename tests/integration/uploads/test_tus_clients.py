@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 import httpx
 import pytest
@@ -257,6 +257,7 @@ class TestTuspy:
                 first.upload(stop_at=9 * CHUNK_BYTES)
                 assert first.offset == 9 * CHUNK_BYTES
                 url = first.url
+                assert url is not None
             # The first process stopped (run_server checked that it shut down cleanly).
             with run_server(
                 data_dir, database_url=server_database, api_key=KEY, extra_env=env
@@ -273,7 +274,7 @@ class TestTuspy:
                 assert_one_version_with(restarted, done.headers["x-asset-id"], data)
 
 
-def _missing(reason: str) -> None:
+def _missing(reason: str) -> NoReturn:
     # As with PostgreSQL: CI must run this test, a developer's machine may lack Node.
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason} (required when CI=true)")
@@ -287,7 +288,6 @@ def node() -> str:
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         _missing("node and npm are needed for the tus-js-client test")
-        raise AssertionError("unreachable")
     version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True)
     major = int(version.stdout.strip().lstrip("v").split(".")[0])
     if major < NODE_MAJOR_NEEDED:
@@ -327,7 +327,14 @@ class TestTusJsClient:
     ) -> None:
         path, data = payload
         with run_server(tmp_path / "data", database_url=server_database, api_key=KEY) as server:
-            common = ["--key", KEY, "--file", path, "--chunk-size", CHUNK_BYTES]
+            common: list[str | int] = [
+                "--key",
+                KEY,
+                "--file",
+                str(path),
+                "--chunk-size",
+                CHUNK_BYTES,
+            ]
             first = run_node(
                 node,
                 *common,

@@ -76,9 +76,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_upload_sessions")),
     )
     with op.batch_alter_table("upload_sessions", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_upload_sessions_asset_id"), ["asset_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_upload_sessions_asset_id"), ["asset_id"], unique=False)
         batch_op.create_index(
             "ix_upload_sessions_state_expires", ["state", "expires_at"], unique=False
         )
