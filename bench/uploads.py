@@ -26,9 +26,10 @@ The input is one file of random bytes plus its 100 MiB part files, written once 
 send a byte range of a file). Before each assetd upload the first 64 bytes of the file and of
 its first part change, so assetd never deduplicates (it would skip the write and the fsync).
 `sync` and a wait for a quiet machine come before each measurement; the runs interleave
-nginx and the assetd servers so that drift in the disk's speed hits them alike. Each run
-starts fresh assetd servers (a data dir each, removed after the run; one small parts upload
-and one small tus upload as a warm-up).
+nginx and the assetd servers so that drift in the disk's speed hits them alike. In each run,
+each assetd server (`--workers 1`, then `--workers 2`) starts fresh: default settings, a new
+data dir, one small parts upload and one small tus upload as a warm-up; it is stopped and its
+data dir removed once its uploads are measured.
 
 RSS: before each measurement VmHWM of every server process is reset to its current RSS
 (`echo 5 > /proc/PID/clear_refs`); growth is VmHWM after − VmRSS before, the worst process
@@ -45,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import hashlib
 import json
 import os
@@ -493,7 +493,8 @@ def summarize(measurements: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
         def med(field: str, runs: list[dict[str, Any]] = runs) -> float | None:
             values = [r[field] for r in runs if r.get(field) is not None]
-            return round(median(values), 3) if values else None
+            digits = 1 if field.endswith("mib_s") else 3
+            return round(median(values), digits) if values else None
 
         out[key] = {
             "runs": len(runs),
@@ -565,14 +566,12 @@ def run(args: argparse.Namespace, root: Path, results: dict[str, Any]) -> None:
                 parts = partial(nginx_parts, ng, inputs, tag, args.streams, scratch)
                 record("nginx", "parts", n, measure(ng.pids, parts))
                 shutil.rmtree(ng.root / "parts", ignore_errors=True)
-            with contextlib.ExitStack() as stack:
-                servers = {}
-                for w in args.workers:
-                    server = AssetdServer(root / f"assetd-w{w}-run{n}", workers=w)
-                    servers[w] = stack.enter_context(server)
+            for w in args.workers:
+                # One server at a time, removed after its uploads: at most 3 stored copies.
+                data_dir = root / f"assetd-w{w}-run{n}"
+                with AssetdServer(data_dir, workers=w) as server:
                     warm_up(server)
                     log(f"run {n}: assetd --workers {w} on {server.base_url}, pids {server.pids()}")
-                for w, server in servers.items():
                     steps: dict[str, Callable[[], dict[str, Any]]] = {
                         "parts": partial(
                             assetd_parts, server, inputs, f"{tag}-parts", args.streams, scratch
@@ -588,8 +587,7 @@ def run(args: argparse.Namespace, root: Path, results: dict[str, Any]) -> None:
                         if workload in args.only:
                             inputs.refresh()  # new bytes: assetd must not deduplicate
                             record(f"assetd_w{w}", workload, n, measure(server.pids, upload))
-            for w in args.workers:
-                shutil.rmtree(root / f"assetd-w{w}-run{n}", ignore_errors=True)
+                shutil.rmtree(data_dir, ignore_errors=True)
     results["disk_after"] = {
         "python": disk_ceiling(inputs.whole, root),
         "dd": dd_ceiling(inputs.whole, root),
@@ -629,7 +627,8 @@ def markdown(results: dict[str, Any]) -> str:
 
     def versus(s: dict[str, Any]) -> str:
         bad = "" if s["sha256_ok"] in (True, None) else " **SHA-256 mismatch**"
-        return f"{s['mib_s']} ({s['mib_s'] / nginx_put:.0%}){bad}"
+        durable = s["mib_s"] / ref["durable_mib_s"]
+        return f"{s['mib_s']} ({s['mib_s'] / nginx_put:.0%}; {durable:.0%} of PUT+fsync){bad}"
 
     def verdicts(workload: str, ok: Callable[[dict[str, Any]], bool]) -> list[str]:
         return [
