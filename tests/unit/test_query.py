@@ -418,11 +418,16 @@ class TestCompileShapes:
 
     def test_resolver_hook_adds_dynamic_prefixes(self) -> None:
         fields = NATIVE_FIELDS.with_resolver(
-            "facts", lambda path: Field(FieldKind.JSON, Asset.meta, path=("facts", *path))
+            "extra", lambda path: Field(FieldKind.JSON, Asset.meta, path=("extra", *path))
         )
-        assert fields.resolve("facts.width").path == ("facts", "width")
-        with pytest.raises(QueryError, match="unknown field 'facts.width'"):
-            NATIVE_FIELDS.resolve("facts.width")
+        assert fields.resolve("extra.width").path == ("extra", "width")
+        with pytest.raises(QueryError, match="unknown field 'extra.width'"):
+            NATIVE_FIELDS.resolve("extra.width")
+
+    def test_facts_are_paths_into_the_current_versions_facts(self) -> None:
+        field = NATIVE_FIELDS.resolve("facts.apk.packageName")
+        assert field.column is Asset.facts
+        assert field.path == ("apk", "packageName")
 
     def test_plain_mapping_works_without_resolvers(self) -> None:
         fields = {"bytes": NATIVE_FIELDS["size"]}

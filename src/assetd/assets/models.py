@@ -100,6 +100,8 @@ class Asset(IDModel, TenantOwned, Base):
     filename: Mapped[str | None] = mapped_column(sa.String(500), default=None)
     extension: Mapped[str | None] = mapped_column(sa.String(32), default=None)
     sha256: Mapped[str | None] = mapped_column(sa.String(64), default=None)
+    # The current version's extracted facts, for `facts.*` in queries without a join.
+    facts: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=sa.text("'{}'"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str | None] = mapped_column(sa.String(200), default=None)
     modified_at: Mapped[datetime] = mapped_column(default=utcnow)

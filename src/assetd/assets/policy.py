@@ -67,3 +67,46 @@ def check_type(tenant: TenantSnapshot, mime_type: str, asset_type: AssetType) ->
         code="type_not_allowed",
         allowed=list(allowed),
     )
+
+
+_ZIP = frozenset({"application/zip", "application/java-archive", "application/x-zip-compressed"})
+_OLE = frozenset(
+    {
+        "application/x-ole-storage",
+        "application/x-msi",
+        "application/CDFV2",
+        "application/vnd.ms-office",
+    }
+)
+# Extensions that name one format: the bytes must be that format. Names not listed (.txt, .bin,
+# .json, …) promise nothing checkable and pass. The refined container types (an APK sniffed as
+# a zip and named .apk) are accepted through their container.
+_EXPECTED_TYPES: dict[str, frozenset[str]] = {
+    "jpg": frozenset({"image/jpeg"}),
+    "jpeg": frozenset({"image/jpeg"}),
+    "png": frozenset({"image/png", "image/apng"}),
+    "gif": frozenset({"image/gif"}),
+    "webp": frozenset({"image/webp"}),
+    "tif": frozenset({"image/tiff"}),
+    "tiff": frozenset({"image/tiff"}),
+    "heic": frozenset({"image/heic", "image/heif", "image/heic-sequence", "image/heif-sequence"}),
+    "avif": frozenset({"image/avif", "image/heif"}),
+    "pdf": frozenset({"application/pdf"}),
+    "mp4": frozenset({"video/mp4", "audio/mp4", "video/quicktime"}),
+    "zip": _ZIP,
+    "apk": _ZIP | {"application/vnd.android.package-archive"},
+    "jar": _ZIP,
+    "msi": _OLE | {"application/x-ms-installer"},
+    "exe": frozenset({"application/x-dosexec", "application/vnd.microsoft.portable-executable"}),
+}
+
+
+def check_extension_matches(extension: str, mime_type: str) -> None:
+    """The format the name claims must be the format the bytes are (an .exe named .jpg is not)."""
+    expected = _EXPECTED_TYPES.get(extension)
+    if expected is None or mime_type in expected or mime_type == "application/x-empty":
+        return
+    raise PolicyViolation(
+        f"the file is named .{extension} but its content is {mime_type}",
+        code="extension_mismatch",
+    )

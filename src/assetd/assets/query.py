@@ -117,6 +117,11 @@ def metadata_path_field(path: tuple[str, ...]) -> Field:
     return Field(FieldKind.JSON, Asset.meta, path=path)
 
 
+def facts_path_field(path: tuple[str, ...]) -> Field:
+    """``facts.<path>``: a fact extracted from the current version (width, packageName, …)."""
+    return Field(FieldKind.JSON, Asset.facts, path=path)
+
+
 Resolver = Callable[[tuple[str, ...]], Field]
 
 
@@ -217,8 +222,9 @@ NATIVE_FIELDS = FieldMap(
         "metadata.createdAt": column_field(FieldKind.DATE, Asset.created_at),
         "metadata.modifiedAt": column_field(FieldKind.DATE, Asset.modified_at),
         "metadata.version": column_field(FieldKind.NUMBER, Asset.revision),
+        "facts": Field(FieldKind.JSON_OBJECT, Asset.facts),
     },
-    {"metadata": metadata_path_field},
+    {"metadata": metadata_path_field, "facts": facts_path_field},
 )
 
 

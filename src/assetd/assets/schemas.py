@@ -87,6 +87,9 @@ class AssetRead(CamelModel):
     filename: str | None
     extension: str | None
     sha256: str | None
+    facts: dict[str, Any] = Field(
+        default_factory=dict, description="Extracted from the current version's bytes."
+    )
     created_at: datetime
     created_by: str | None
     modified_at: datetime

@@ -14,7 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from assetd.assets import query
 from assetd.assets.ingest import StagedUpload
 from assetd.assets.models import Access, Asset, AssetKind, AssetState, AssetType, Version
-from assetd.assets.policy import check_extension, check_type, clean_filename, extension_of
+from assetd.assets.policy import (
+    check_extension,
+    check_extension_matches,
+    check_type,
+    clean_filename,
+    extension_of,
+)
 from assetd.assets.repository import AssetRepository, BlobRepository, VersionRepository
 from assetd.assets.schemas import AssetCreate, AssetFields, AssetUpdate
 from assetd.assets.sniff import Sniffer
@@ -292,6 +298,7 @@ class AssetService:
         extension = extension_of(filename)
         check_extension(tenant, extension)
         mime_type, asset_type = self.sniffer.classify(staged.head, extension)
+        check_extension_matches(extension, mime_type)
         check_type(tenant, mime_type, asset_type)
 
         blob_id, refcount = await self.blobs.reference(
@@ -482,6 +489,7 @@ def _make_current(asset: Asset, version: Version) -> None:
     asset.filename = version.original_name
     asset.extension = version.extension
     asset.sha256 = version.sha256
+    asset.facts = dict(version.facts)
 
 
 async def _discard_unpublished(staged: StagedUpload) -> None:
