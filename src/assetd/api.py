@@ -8,6 +8,7 @@ from assetd.assets.routes import router as assets_router
 from assetd.auth.routes import router as keys_router
 from assetd.compat.asset_upload import router as asset_upload_router
 from assetd.compat.media import router as media_router
+from assetd.jobs.routes import router as jobs_router
 from assetd.templates.routes import router as templates_router
 from assetd.tenants.routes import router as tenant_router
 from assetd.uploads.routes import router as uploads_router
@@ -15,6 +16,7 @@ from assetd.uploads.tus import router as tus_router
 
 api_router = APIRouter()
 api_router.include_router(assets_router)
+api_router.include_router(jobs_router)
 api_router.include_router(keys_router)
 api_router.include_router(tenant_router)
 api_router.include_router(templates_router)

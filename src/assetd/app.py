@@ -22,13 +22,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from assetd import __version__
 from assetd.api import api_router, compat_routers
 from assetd.assets.schemas import AssetCreate, AssetFields
-from assetd.assets.signing import UrlSigner
-from assetd.assets.sniff import Sniffer
-from assetd.auth.cache import PrincipalCache
-from assetd.auth.jwt import JWTVerifier
 from assetd.config import Settings
-from assetd.context import AppContext
+from assetd.context import AppContext, build_context
 from assetd.db.session import Database
+from assetd.jobs.backends import HueyJobQueue, build_huey
+from assetd.jobs.worker import JobRegistry, ThreadedExecutor, build_registry, sweep_forever
 from assetd.logging import configure_logging
 from assetd.middleware import Metrics, RequestContextMiddleware
 from assetd.problems import install_problem_handlers, problem
@@ -63,9 +61,16 @@ def signing_secret(settings: Settings) -> bytes:
     return path.read_text().strip().encode()
 
 
-def create_app(settings: Settings, *, storage: BlobStorage | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    storage: BlobStorage | None = None,
+    job_registry: JobRegistry | None = None,
+) -> FastAPI:
+    """The app; job_registry defaults to build_registry(settings) (what `worker` runs too)."""
     configure_logging(settings.log_level, json=settings.log_json)
     metrics = Metrics()
+    registry = job_registry if job_registry is not None else build_registry(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -74,25 +79,35 @@ def create_app(settings: Settings, *, storage: BlobStorage | None = None) -> Fas
             store = storage
         else:
             store = await anyio.to_thread.run_sync(storage_from_settings, settings)
-        app.state.context = AppContext(
-            settings=settings,
-            db=db,
-            storage=store,
-            signer=UrlSigner(signing_secret(settings)),
-            sniffer=Sniffer(),
-            jwt=JWTVerifier(settings),
-            principals=PrincipalCache(settings.api_key_cache_seconds),
+        queue = await anyio.to_thread.run_sync(
+            lambda: HueyJobQueue(build_huey(settings.resolved_jobs_url()))
         )
-        cleanup = None
+        context = app.state.context = build_context(settings, db, store, queue)
+        tasks: list[asyncio.Task[None]] = []
         if settings.upload_cleanup_interval_seconds > 0:
-            cleanup = asyncio.create_task(_expire_uploads(app.state.context))
+            tasks.append(asyncio.create_task(_expire_uploads(context)))
+        consumer = None
+        if settings.jobs_in_process:
+            # Embedded shape: huey thread workers in this process, no extra service.
+            queue.set_executor(ThreadedExecutor(context, registry, queue))
+            consumer = queue.consumer(
+                settings.jobs_threads,
+                embedded=True,
+                shutdown_timeout=settings.jobs_shutdown_timeout_seconds,
+            )
+            consumer.start()
+            if settings.jobs_sweep_interval_seconds > 0:
+                tasks.append(asyncio.create_task(sweep_forever(db, queue, settings)))
         try:
             yield
         finally:
-            if cleanup is not None:
-                cleanup.cancel()
+            for task in tasks:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await cleanup
+                    await task
+            if consumer is not None:
+                await anyio.to_thread.run_sync(lambda: consumer.stop(graceful=True))
+            await anyio.to_thread.run_sync(queue.close)
             await db.dispose()
             if storage is None:
                 store.close()

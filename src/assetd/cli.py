@@ -105,6 +105,20 @@ def serve(
 
 
 @app.command()
+def worker(
+    threads: Annotated[
+        int | None, typer.Option(help="Job threads (ASSETD_JOBS_THREADS).", min=1)
+    ] = None,
+) -> None:
+    """Run background jobs from the broker (scaled shape; `serve` runs them itself otherwise)."""
+    from assetd.jobs.worker import run_worker
+
+    # No migration here: the schema is the API servers' (or `assetd migrate`'s) business.
+    settings = Settings()
+    run_worker(settings, threads or settings.jobs_threads)
+
+
+@app.command()
 def migrate() -> None:
     """Apply database migrations (Alembic) up to the latest."""
     _migrate(Settings())

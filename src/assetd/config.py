@@ -52,6 +52,35 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_tenant_claim: str = "tenant"
 
+    jobs_url: str | None = Field(
+        None,
+        description="Job broker: sqlite:///path (default data_dir/jobs.db), redis://host:port/db "
+        "(scaled), or memory:// (tests); `?queue=name` names the queue.",
+    )
+    jobs_in_process: bool = Field(
+        True, description="`serve` runs jobs itself; false when `assetd worker` processes do."
+    )
+    jobs_threads: int = Field(2, ge=1, description="Job threads in `serve` or `assetd worker`.")
+    jobs_max_attempts: int = Field(5, ge=1, description="Attempts before a job is failed.")
+    jobs_lease_seconds: float = Field(
+        60.0, gt=0, description="A running job's lease; renewed every third of it."
+    )
+    jobs_retry_base_seconds: float = Field(
+        10.0, ge=0, description="Back-off after a failure: base × 2^(attempt-1), capped."
+    )
+    jobs_retry_max_seconds: float = Field(900.0, ge=0)
+    jobs_sweep_interval_seconds: float = Field(
+        5.0, ge=0, description="How often lost pushes and lost workers are looked for; 0: never."
+    )
+    jobs_requeue_after_seconds: float = Field(
+        60.0, gt=0, description="A pending job untouched this long is pushed again."
+    )
+    jobs_shutdown_timeout_seconds: float = Field(
+        20.0, ge=0, description="How long shutdown waits for running jobs."
+    )
+    # Testing only: registers the test-only job kinds of assetd.jobs.testing.
+    test_jobs: bool = False
+
     auto_migrate: bool = Field(
         True, description="Apply database migrations when `assetd serve` starts."
     )
@@ -65,6 +94,9 @@ class Settings(BaseSettings):
 
     def resolved_storage_url(self) -> str:
         return self.storage_url or f"file://{(self.data_dir / 'blobs').resolve()}"
+
+    def resolved_jobs_url(self) -> str:
+        return self.jobs_url or f"sqlite:///{(self.data_dir / 'jobs.db').resolve()}"
 
     def resolved_public_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from assetd.assets.signing import UrlSigner
 from assetd.assets.sniff import Sniffer
@@ -12,7 +13,10 @@ from assetd.auth.cache import PrincipalCache
 from assetd.auth.jwt import JWTVerifier
 from assetd.config import Settings
 from assetd.db.session import Database
+from assetd.jobs.queue import JobQueue
+from assetd.jobs.service import JobService
 from assetd.storage.base import BlobStorage
+from assetd.uploads.service import RunningDigests
 
 
 @dataclass
@@ -24,8 +28,34 @@ class AppContext:
     sniffer: Sniffer
     jwt: JWTVerifier
     principals: PrincipalCache
+    # Where scheduled jobs go (JobService pushes to it after commit).
+    jobs: JobQueue
+    # tus uploads' running hashes (see RunningDigests); per process, an optimization only.
+    upload_digests: RunningDigests = field(default_factory=RunningDigests)
+
+    def job_service(self, session: AsyncSession) -> JobService:
+        """JobService for this session with the configured queue and attempt limit."""
+        return JobService(session, self.jobs, max_attempts=self.settings.jobs_max_attempts)
 
 
 def get_context(request: Request) -> AppContext:
     context: AppContext = request.app.state.context
     return context
+
+
+def build_context(
+    settings: Settings, db: Database, storage: BlobStorage, jobs: JobQueue
+) -> AppContext:
+    """The context of `serve` and `worker` alike (each process builds its own)."""
+    from assetd.app import signing_secret
+
+    return AppContext(
+        settings=settings,
+        db=db,
+        storage=storage,
+        signer=UrlSigner(signing_secret(settings)),
+        sniffer=Sniffer(),
+        jwt=JWTVerifier(settings),
+        principals=PrincipalCache(settings.api_key_cache_seconds),
+        jobs=jobs,
+    )

@@ -2,6 +2,7 @@
 
 from assetd.assets.models import Asset, Blob, Version
 from assetd.auth.models import ApiKey
+from assetd.jobs.models import Job
 from assetd.templates.models import (
     AssetSecurityTemplate,
     MetadataTemplate,
@@ -16,6 +17,7 @@ __all__ = [
     "Asset",
     "AssetSecurityTemplate",
     "Blob",
+    "Job",
     "MetadataTemplate",
     "SecurityGrant",
     "SecurityTemplate",

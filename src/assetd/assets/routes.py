@@ -107,7 +107,7 @@ def to_read(context: AppContext, principal_tenant_slug: str, asset: Asset) -> As
 
 
 def _service(session: AsyncSession, context: AppContext) -> AssetService:
-    return AssetService(session, context.sniffer)
+    return AssetService(session, context.sniffer, jobs=context.job_service(session))
 
 
 @router.post(

@@ -27,6 +27,8 @@ from assetd.assets.sniff import Sniffer
 from assetd.auth.principal import Principal
 from assetd.db.base import utcnow
 from assetd.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, QuotaExceeded
+from assetd.jobs.service import JobService
+from assetd.processing.kinds import EXTRACT
 from assetd.storage.keys import blob_key
 from assetd.templates.models import Action
 from assetd.templates.service import MetadataTemplateService, SecurityTemplateService
@@ -62,8 +64,12 @@ class AssetService:
         session: AsyncSession,
         sniffer: Sniffer,
         fields: query.FieldMap = query.NATIVE_FIELDS,
+        *,
+        jobs: JobService | None = None,
     ) -> None:
         self.session = session
+        # Where a new version's processing is scheduled (None: nothing is, e.g. in tools).
+        self.jobs = jobs
         self.sniffer = sniffer
         self.fields = fields
         self.assets = AssetRepository(session)
@@ -333,6 +339,9 @@ class AssetService:
             created_at=utcnow(),
         )
         await self.versions.add(version)
+        if self.jobs is not None:
+            # In this transaction: the job exists if and only if the version does.
+            await self.jobs.schedule(tenant.id, asset.id, version.id, [EXTRACT])
         asset.type = explicit_type or asset_type
         if not asset.name:
             asset.name = filename

@@ -355,7 +355,7 @@ AssetId = Annotated[str, Path(alias="assetId", max_length=64)]
 
 
 def _service(session: AsyncSession, context: AppContext) -> AssetService:
-    return AssetService(session, context.sniffer, MEDIA_FIELDS)
+    return AssetService(session, context.sniffer, MEDIA_FIELDS, jobs=context.job_service(session))
 
 
 async def _live(service: AssetService, principal: Principal, asset_id: str) -> Asset:

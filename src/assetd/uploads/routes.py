@@ -35,7 +35,13 @@ Context = Annotated[AppContext, Depends(get_context)]
 
 def upload_service(context: AppContext) -> UploadService:
     return UploadService(
-        context.db, context.storage, context.sniffer, context.signer, context.settings
+        context.db,
+        context.storage,
+        context.sniffer,
+        context.signer,
+        context.settings,
+        context.upload_digests,
+        context.job_service,
     )
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -44,6 +46,7 @@ from assetd.errors import (
     PayloadTooLarge,
     QuotaExceeded,
 )
+from assetd.jobs.service import JobService
 from assetd.storage.base import (
     AssembledUpload,
     InvalidParts,
@@ -130,7 +133,11 @@ class UploadService:
         sniffer: Sniffer,
         signer: UrlSigner,
         settings: Settings,
+        digests: RunningDigests | None = None,
+        jobs: Callable[[AsyncSession], JobService] | None = None,
     ) -> None:
+        self.digests = digests
+        self._job_service = jobs
         self.db = db
         self.storage = storage
         self.sniffer = sniffer
@@ -298,6 +305,9 @@ class UploadService:
                 numbers = []  # S3 forgot the parts with the multipart upload
         return upload, numbers
 
+    def _jobs(self, session: AsyncSession) -> JobService | None:
+        return self._job_service(session) if self._job_service is not None else None
+
     async def open_session_of(self, principal: Principal, asset_id: str) -> str | None:
         """The newest open upload of an asset (clients that kept only the asset id)."""
         async with self.db.session(write=False) as session:
@@ -453,8 +463,13 @@ class UploadService:
         except BaseException:
             await self._fail(upload, "the parts could not be assembled")
             raise
+        known = self.digests.finished(upload.id, upload.size_bytes) if self.digests else None
         try:
-            sha, md5, head = await anyio.to_thread.run_sync(_digest, assembled)
+            if known is not None:
+                sha, md5 = known
+                head = await anyio.to_thread.run_sync(_head, assembled)
+            else:
+                sha, md5, head = await anyio.to_thread.run_sync(_digest, assembled)
         except BaseException:
             await anyio.to_thread.run_sync(assembled.abort)
             await self._fail(upload, "the assembled file could not be read")
@@ -482,9 +497,8 @@ class UploadService:
         try:
             async with self.db.session() as session:
                 assert upload.asset_id is not None  # a live session keeps its asset
-                version = await AssetService(session, self.sniffer).add_version(
-                    principal, upload.asset_id, staged
-                )
+                assets = AssetService(session, self.sniffer, jobs=self._jobs(session))
+                version = await assets.add_version(principal, upload.asset_id, staged)
                 current = await UploadSessionRepository(session).find(
                     upload.tenant_id, upload.id, lock=True
                 )
@@ -547,6 +561,9 @@ class UploadService:
         except ValueError as exc:
             raise Conflict(f"the stored upload does not continue at {offset}: {exc}") from None
         digest = hashlib.new(checksum.algorithm) if checksum is not None else None
+        # The whole file's hashes, carried from the previous append when this process saw it.
+        running = self.digests.take(upload.id, offset) if self.digests is not None else None
+        hashes = [d for d in (digest, *(running or ())) if d is not None]
         info, _ = await _stream_into(
             writer,
             chunks,
@@ -554,7 +571,7 @@ class UploadService:
             on_limit=lambda: PayloadTooLarge(
                 f"the upload is {total} bytes; this request goes past the end", limit=total
             ),
-            extra_digest=digest,
+            digests=hashes,
             # tus keeps what arrived before a disconnect, unless a checksum must cover it all.
             keep_partial=checksum is None,
         )
@@ -575,6 +592,8 @@ class UploadService:
             if new_offset == upload.size_bytes:
                 current.state = UploadState.completing
             upload = current
+        if running is not None and self.digests is not None:
+            self.digests.put(upload.id, new_offset, *running)
         if upload.state is not UploadState.completing:
             return upload, None
         _, version = await self._finish(principal, upload, None, upload.sha256)
@@ -773,7 +792,7 @@ async def _stream_into(
     limit: int,
     on_limit: Callable[[], AssetdError],
     want_sha256: bool = False,
-    extra_digest: Any = None,
+    digests: Sequence[Any] = (),
     keep_partial: bool = False,
 ) -> tuple[PartInfo, str | None]:
     """Copy the request body into the writer in batches, one write in flight while reading.
@@ -782,15 +801,19 @@ async def _stream_into(
     oversized part never touches its neighbour's bytes.
     """
     sha = hashlib.sha256() if want_sha256 else None
-    digests = [d for d in (sha, extra_digest) if d is not None]
+    updates = [d.update for d in (sha, *digests) if d is not None]
     buffer = bytearray()
     received = 0
     pending: asyncio.Future[None] | None = None
 
-    def write(batch: bytes) -> None:
-        writer.write(batch)
-        for digest in digests:
-            digest.update(batch)
+    async def write(batch: bytes) -> None:
+        # The write and each hash in threads of their own: hashlib and file writes release
+        # the GIL, so on two cores the batch costs its slowest step, not the sum.
+        steps = [anyio.to_thread.run_sync(step, batch) for step in (writer.write, *updates)]
+        results = await asyncio.gather(*steps, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def flush() -> None:
         nonlocal pending
@@ -800,7 +823,7 @@ async def _stream_into(
         if buffer:
             batch = bytes(buffer)
             buffer.clear()
-            pending = asyncio.ensure_future(anyio.to_thread.run_sync(write, batch))
+            pending = asyncio.ensure_future(write(batch))
 
     try:
         try:
@@ -829,6 +852,60 @@ async def _stream_into(
         await anyio.to_thread.run_sync(writer.abort)
         raise
     return info, sha.hexdigest() if sha is not None else None
+
+
+class RunningDigests:
+    """SHA-256 and MD5 of tus uploads so far, kept by the process that received the bytes.
+
+    With them the PATCH that brings the last byte needs no second pass over the file. Only
+    an optimization: an upload whose appends went to another process (or before a restart)
+    has no state here, and is hashed from the store when it completes.
+    """
+
+    def __init__(self, max_uploads: int = 256) -> None:
+        self._states: OrderedDict[str, tuple[int, Any, Any]] = OrderedDict()
+        self._max = max_uploads
+        self._lock = threading.Lock()
+
+    def take(self, upload_id: str, offset: int) -> tuple[Any, Any] | None:
+        """The hashes of bytes 0..offset, taken out until the append extending them succeeds."""
+        with self._lock:
+            state = self._states.pop(upload_id, None)
+        if offset == 0:
+            return hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+        if state is None or state[0] != offset:
+            return None
+        return state[1], state[2]
+
+    def put(self, upload_id: str, offset: int, sha256: Any, md5: Any) -> None:
+        with self._lock:
+            self._states[upload_id] = (offset, sha256, md5)
+            self._states.move_to_end(upload_id)
+            while len(self._states) > self._max:
+                self._states.popitem(last=False)
+
+    def finished(self, upload_id: str, size_bytes: int) -> tuple[str, str] | None:
+        with self._lock:
+            state = self._states.pop(upload_id, None)
+        if state is None or state[0] != size_bytes:
+            return None
+        return state[1].hexdigest(), state[2].hexdigest()
+
+
+def _head(assembled: AssembledUpload) -> bytes:
+    """The first bytes, for sniffing."""
+    chunks = assembled.read()
+    head = bytearray()
+    try:
+        for chunk in chunks:
+            head += chunk[: SNIFF_BYTES - len(head)]
+            if len(head) >= SNIFF_BYTES:
+                break
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    return bytes(head)
 
 
 def _digest(assembled: AssembledUpload) -> tuple[str, str, bytes]:

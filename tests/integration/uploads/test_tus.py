@@ -21,6 +21,7 @@ from assetd.db.base import utcnow
 from assetd.db.session import Database
 from assetd.storage.local import LocalBlobStorage
 from assetd.uploads.models import UploadSession
+from assetd.uploads.service import RunningDigests
 from tests.factories import TenantCredentials, add_key, bearer, make_tenant, upload
 
 pytestmark = pytest.mark.anyio
@@ -696,3 +697,49 @@ class TestAccess:
         headers = {**TUS, "X-API-Key": tenant.key, "Content-Type": OFFSET_TYPE}
         by_api_key = await tus(client, "PATCH", url, {**headers, "Upload-Offset": "0"}, b"hello")
         assert by_api_key.status_code == 204, by_api_key.text
+
+
+class TestRunningDigests:
+    """The process that saw every append completes without a second pass over the file."""
+
+    async def test_last_patch_uses_the_hashes_carried_along(
+        self,
+        client: httpx.AsyncClient,
+        tenant: TenantCredentials,
+        app: FastAPI,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        from assetd.uploads import service
+
+        def no_second_pass(assembled: object) -> tuple[str, str, bytes]:
+            raise AssertionError("the file was hashed again")
+
+        monkeypatch.setattr(service, "_digest", no_second_pass)
+        data = os.urandom(3 * 1024 * 1024 + 17)
+        url = await start(client, tenant, len(data))
+        for start_at in range(0, len(data), 1024 * 1024):
+            response = await append(
+                client, tenant, url, start_at, data[start_at : start_at + 1024 * 1024]
+            )
+            assert response.status_code == 204, response.text
+        asset_id = response.headers["x-asset-id"]
+        versions = await client.get(f"/v1/assets/{asset_id}/versions", headers=tenant.headers)
+        assert versions.json()[0]["sha256"] == hashlib.sha256(data).hexdigest()
+        assert versions.json()[0]["md5"] == hashlib.md5(data).hexdigest()
+        assert (await content_of(client, tenant, asset_id)).content == data
+
+    async def test_without_them_the_file_is_hashed_from_the_store(
+        self, client: httpx.AsyncClient, tenant: TenantCredentials, app: FastAPI
+    ) -> None:
+        data = os.urandom(2 * 1024 * 1024 + 5)
+        url = await start(client, tenant, len(data))
+        assert (await append(client, tenant, url, 0, data[:1000])).status_code == 204
+        # As if the first append had gone to another process (or before a restart).
+        app.state.context.upload_digests = RunningDigests()
+        response = await append(client, tenant, url, 1000, data[1000:])
+        assert response.status_code == 204, response.text
+        versions = await client.get(
+            f"/v1/assets/{response.headers['x-asset-id']}/versions", headers=tenant.headers
+        )
+        assert versions.json()[0]["sha256"] == hashlib.sha256(data).hexdigest()
+        assert versions.json()[0]["md5"] == hashlib.md5(data).hexdigest()

@@ -1,0 +1,1 @@
+"""Background jobs: an outbox table in the database, executed through huey."""

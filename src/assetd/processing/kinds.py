@@ -1,0 +1,3 @@
+"""Names of the processing job kinds (kept apart so that scheduling needs no parsers)."""
+
+EXTRACT = "extract"

@@ -1,0 +1,59 @@
+"""Processing use cases run by jobs: facts extracted from a version's bytes.
+
+The bytes are copied to a temporary file first (blobs may live in S3, and the parsers want a
+path); no transaction is open while they are read and parsed.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+import structlog
+
+from assetd.assets.repository import AssetRepository, VersionRepository
+from assetd.db.session import Database
+from assetd.processing.extract import extract_facts
+from assetd.storage.base import BlobStorage
+from assetd.storage.keys import blob_key
+
+log = structlog.get_logger()
+
+
+class ProcessingService:
+    def __init__(self, db: Database, storage: BlobStorage, temp_dir: Path | None = None) -> None:
+        self.db = db
+        self.storage = storage
+        self.temp_dir = temp_dir
+
+    async def extract(self, tenant_id: str, version_id: str) -> dict[str, Any] | None:
+        """Store the facts of one version (and of its asset, if current); None if it is gone.
+
+        Idempotent: a version's bytes never change, so running again writes the same facts.
+        """
+        async with self.db.session(write=False) as session:
+            version = await VersionRepository(session).get(tenant_id, version_id)
+            if version is None:
+                return None  # purged since the job was scheduled: nothing to describe
+            key = blob_key(tenant_id, version.sha256)
+            mime_type = version.mime_type
+        facts = await anyio.to_thread.run_sync(self._extract_blob, key, mime_type)
+        async with self.db.session() as session:
+            version = await VersionRepository(session).get(tenant_id, version_id)
+            if version is None:
+                return None
+            version.facts = facts
+            asset = await AssetRepository(session).get(tenant_id, version.asset_id)
+            if asset is not None and asset.current_version_id == version.id:
+                asset.facts = dict(facts)
+        log.info("version.facts_extracted", version_id=version_id, keys=sorted(facts))
+        return facts
+
+    def _extract_blob(self, key: str, mime_type: str) -> dict[str, Any]:
+        with tempfile.NamedTemporaryFile(dir=self.temp_dir, prefix="assetd-extract-") as handle:
+            for chunk in self.storage.read(key):
+                handle.write(chunk)
+            handle.flush()
+            return extract_facts(Path(handle.name), mime_type)
