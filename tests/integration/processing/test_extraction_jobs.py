@@ -1,4 +1,4 @@
-"""Upload → extraction job (in-process worker) → facts on the version and the asset → facts.* in q."""
+"""Upload → extraction job (in-process worker) → facts on version and asset → facts.* in q."""
 
 from __future__ import annotations
 
