@@ -7,8 +7,12 @@ from fastapi import APIRouter
 from assetd.assets.routes import router as assets_router
 from assetd.auth.routes import router as keys_router
 from assetd.compat.asset_upload import router as asset_upload_router
+from assetd.compat.edge_assets import router as edge_assets_router
 from assetd.compat.media import router as media_router
+from assetd.compat.partner_assets import router as partner_assets_router
 from assetd.jobs.routes import router as jobs_router
+from assetd.providers.routes import router as providers_router
+from assetd.renditions.routes import router as renditions_router
 from assetd.templates.routes import router as templates_router
 from assetd.tenants.routes import router as tenant_router
 from assetd.uploads.routes import router as uploads_router
@@ -18,9 +22,16 @@ api_router = APIRouter()
 api_router.include_router(assets_router)
 api_router.include_router(jobs_router)
 api_router.include_router(keys_router)
+api_router.include_router(providers_router)
+api_router.include_router(renditions_router)
 api_router.include_router(tenant_router)
 api_router.include_router(templates_router)
 api_router.include_router(uploads_router)
 api_router.include_router(tus_router)
 
-compat_routers: list[APIRouter] = [media_router, asset_upload_router]
+compat_routers: list[APIRouter] = [
+    media_router,
+    asset_upload_router,
+    partner_assets_router,
+    edge_assets_router,
+]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -78,14 +79,30 @@ class Settings(BaseSettings):
     jobs_shutdown_timeout_seconds: float = Field(
         20.0, ge=0, description="How long shutdown waits for running jobs."
     )
+    transform_concurrency: int = Field(
+        2, ge=1, description="On-the-fly transformations rendered at once per process."
+    )
     # Testing only: registers the test-only job kinds of assetd.jobs.testing.
     test_jobs: bool = False
+
+    provider_local_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Base folders (comma-separated) that local storage providers' roots must "
+        "lie in; empty refuses local providers.",
+    )
 
     auto_migrate: bool = Field(
         True, description="Apply database migrations when `assetd serve` starts."
     )
     log_level: str = "INFO"
     log_json: bool = False
+
+    @field_validator("provider_local_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     def resolved_database_url(self) -> str:
         """The async SQLAlchemy URL to use, defaulting to a SQLite file in data_dir."""

@@ -3,6 +3,8 @@
 from assetd.assets.models import Asset, Blob, Version
 from assetd.auth.models import ApiKey
 from assetd.jobs.models import Job
+from assetd.providers.models import StorageProvider
+from assetd.renditions.models import Rendition
 from assetd.templates.models import (
     AssetSecurityTemplate,
     MetadataTemplate,
@@ -19,8 +21,10 @@ __all__ = [
     "Blob",
     "Job",
     "MetadataTemplate",
+    "Rendition",
     "SecurityGrant",
     "SecurityTemplate",
+    "StorageProvider",
     "Tenant",
     "UploadPart",
     "UploadSession",

@@ -28,7 +28,8 @@ from assetd.auth.principal import Principal
 from assetd.db.base import utcnow
 from assetd.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, QuotaExceeded
 from assetd.jobs.service import JobService
-from assetd.processing.kinds import EXTRACT
+from assetd.processing.kinds import EXTRACT, RENDITIONS
+from assetd.renditions.repository import RenditionRepository
 from assetd.storage.keys import blob_key
 from assetd.templates.models import Action
 from assetd.templates.service import MetadataTemplateService, SecurityTemplateService
@@ -132,6 +133,10 @@ class AssetService:
                 where.append(visible)
             total = await self.assets.count(principal.tenant.id, where=where)
         return AssetList(items, next_cursor, total)
+
+    async def tenant_of(self, asset_id: str) -> str | None:
+        """The tenant an asset id belongs to, for URLs that carry no tenant (seed 003 keys)."""
+        return await self.assets.tenant_of(asset_id)
 
     async def list_versions(self, principal: Principal, asset_id: str) -> list[Version]:
         asset = await self.get(principal, asset_id)
@@ -341,7 +346,7 @@ class AssetService:
         await self.versions.add(version)
         if self.jobs is not None:
             # In this transaction: the job exists if and only if the version does.
-            await self.jobs.schedule(tenant.id, asset.id, version.id, [EXTRACT])
+            await self.jobs.schedule(tenant.id, asset.id, version.id, [EXTRACT, RENDITIONS])
         asset.type = explicit_type or asset_type
         if not asset.name:
             asset.name = filename
@@ -462,7 +467,9 @@ class AssetService:
         """Delete the asset and its versions for good; bytes nobody else uses are released."""
         asset = await self._get_for_change(principal, asset_id, None, Action.delete)
         tenant_id = principal.tenant.id
-        for blob_id in await self.versions.delete_for(tenant_id, asset.id):
+        # Renditions first: deleting the versions would cascade them away with their blob ids.
+        blob_ids = await RenditionRepository(self.session).delete_for_asset(tenant_id, asset.id)
+        for blob_id in blob_ids + await self.versions.delete_for(tenant_id, asset.id):
             released = await self.blobs.release(tenant_id, blob_id)
             if released is not None:
                 await self.tenants.release(tenant_id, released.size_bytes)

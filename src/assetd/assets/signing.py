@@ -27,4 +27,5 @@ class UrlSigner:
         if expires < int(time.time()):
             return False
         expected = self.sign_content(tenant_id, asset_id, version, expires)
-        return hmac.compare_digest(expected, signature)
+        # Bytes, not str: compare_digest refuses non-ASCII text, which a client may send.
+        return hmac.compare_digest(expected.encode(), signature.encode())

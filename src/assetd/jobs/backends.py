@@ -102,6 +102,10 @@ class HueyJobQueue:
 
     def close(self) -> None:
         self.huey.storage.close()
+        # huey's Redis storage leaves its connection pool open.
+        pool = getattr(self.huey.storage, "pool", None)
+        if pool is not None:
+            pool.disconnect()
 
 
 class _QuietConsumer(Consumer):  # type: ignore[misc]

@@ -266,7 +266,7 @@ class ThreadedExecutor:
 
 
 def run_worker(settings: Settings, threads: int) -> None:
-    """`assetd worker`: run jobs from the broker until SIGTERM or SIGINT (both graceful)."""
+    """`assetd worker`: run jobs until SIGTERM (running jobs finish first) or SIGINT (at once)."""
     import anyio
 
     from assetd.context import build_context

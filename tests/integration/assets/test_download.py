@@ -220,6 +220,8 @@ class TestPublicAndSigned:
             lambda u: u[:-1] + ("0" if u[-1] != "0" else "1"),
             lambda u: u.split("&signature=")[0],
             lambda u: u.replace("expires=", "expires=9"),
+            # Found by the fuzzer: a non-ASCII signature once made compare_digest raise.
+            lambda u: u[:-2] + "%C3%A9",
         ],
     )
     async def test_tampered_signed_url_is_403(

@@ -161,7 +161,9 @@ class TestExecution:
         async def retrying() -> bool:
             row = await read_job(db, job.id)
             seen.append((row.state, row.attempts, row.error))
-            return row.state != JobState.pending or row.attempts > 0
+            return row.state == JobState.failed or (
+                row.state == JobState.pending and row.attempts > 0
+            )
 
         await wait_for(retrying, 20, "the first failure")
         failed = await wait_for_state(db, job.id, JobState.failed, timeout=30)
@@ -312,14 +314,14 @@ class TestSweeper:
         tenant: TenantCredentials,
     ) -> None:
         settings = api_app.state.context.settings.model_copy(
-            update={"jobs_requeue_after_seconds": 0.01}
+            update={"jobs_requeue_after_seconds": 0.5}
         )
         asset_id, version_id = await new_asset(api_client, db, tenant)
         async with db.session() as session:
             (job,) = await JobService(session, RecordingQueue()).schedule(
                 tenant.id, asset_id, version_id, [OK]
             )
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.6)
         first, second = RecordingQueue(), RecordingQueue()
         await sweep(db, first, settings)
         await sweep(db, second, settings)

@@ -117,7 +117,7 @@ async def test_a_worker_killed_mid_job_loses_no_job(
     assert "Traceback" not in output, output
 
 
-def _redis_or_skip() -> None:
+def redis_or_skip() -> None:
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
     except redis.exceptions.ConnectionError as exc:
@@ -129,7 +129,7 @@ def _redis_or_skip() -> None:
 async def test_jobs_run_through_redis(
     make_app: AppFactory, db: Database, tenant: TenantCredentials, calls: Calls
 ) -> None:
-    _redis_or_skip()
+    redis_or_skip()
     name = f"assetd_test_{uuid.uuid4().hex[:12]}"
     async with make_app(jobs_url=f"{REDIS_URL}?queue={name}") as app:
         context = app.state.context
