@@ -35,6 +35,11 @@ class Settings(BaseSettings):
 
     max_file_size_bytes: int = 5 * 1024**3
     signed_url_ttl_seconds: int = 3600
+    clamd_url: str | None = Field(
+        None,
+        description="Scan every new version with ClamAV: unix:///run/clamav/clamd.ctl or "
+        "tcp://host:3310. Unset: no scanning.",
+    )
     upload_part_size_bytes: int = Field(
         100 * 1024**2, description="Part size of presigned multipart uploads (5 MiB..5 GiB)."
     )

@@ -35,7 +35,12 @@ class AppContext:
 
     def job_service(self, session: AsyncSession) -> JobService:
         """JobService for this session with the configured queue and attempt limit."""
-        return JobService(session, self.jobs, max_attempts=self.settings.jobs_max_attempts)
+        return JobService(
+            session,
+            self.jobs,
+            max_attempts=self.settings.jobs_max_attempts,
+            scanning=self.settings.clamd_url is not None,
+        )
 
 
 def get_context(request: Request) -> AppContext:

@@ -30,6 +30,12 @@ class Gone(AssetdError):
     title = "Gone"
 
 
+class NotReady(AssetdError):
+    """Exists, but cannot be served yet (a version still being scanned)."""
+
+    title = "Not ready"
+
+
 class PreconditionFailed(AssetdError):
     title = "Precondition failed"
 

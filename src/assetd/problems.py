@@ -19,6 +19,7 @@ log = structlog.get_logger()
 STATUS_BY_ERROR: list[tuple[type[errors.AssetdError], int]] = [
     (errors.NotFound, 404),
     (errors.Gone, 410),
+    (errors.NotReady, 503),
     (errors.QuotaExceeded, 413),
     (errors.PayloadTooLarge, 413),
     (errors.PreconditionFailed, 412),

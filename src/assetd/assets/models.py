@@ -127,4 +127,8 @@ class Version(IDModel, TimestampedModel, TenantOwned, Base):
     original_name: Mapped[str] = mapped_column(sa.String(500), default="")
     extension: Mapped[str] = mapped_column(sa.String(32), default="")
     facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Virus scan (when clamd is configured): pending until scanned; infected versions are
+    # quarantined, never served. None: not scanned (scanning off when it was made).
+    scan_status: Mapped[str | None] = mapped_column(sa.String(16), default=None)
+    scan_result: Mapped[str | None] = mapped_column(sa.String(200), default=None)
     created_by: Mapped[str | None] = mapped_column(sa.String(200), default=None)

@@ -26,9 +26,17 @@ from assetd.assets.schemas import AssetCreate, AssetFields, AssetUpdate
 from assetd.assets.sniff import Sniffer
 from assetd.auth.principal import Principal
 from assetd.db.base import utcnow
-from assetd.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, QuotaExceeded
+from assetd.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    NotReady,
+    PreconditionFailed,
+    QuotaExceeded,
+)
 from assetd.jobs.service import JobService
-from assetd.processing.kinds import EXTRACT, RENDITIONS
+from assetd.processing.kinds import EXTRACT, RENDITIONS, SCAN
 from assetd.renditions.repository import RenditionRepository
 from assetd.storage.keys import blob_key
 from assetd.templates.models import Action
@@ -150,6 +158,7 @@ class AssetService:
         version = await self.versions.get_number(tenant_id, asset.id, number)
         if version is None:
             raise NotFound(f"asset {asset.id} has no version {number}")
+        check_servable(version)
         return version
 
     async def authorize(self, principal: Principal, asset: Asset, action: Action) -> None:
@@ -183,6 +192,7 @@ class AssetService:
         number = _content_number(asset, version_number)
         if version is None:
             raise NotFound(f"asset {asset.id} has no version {number}")
+        check_servable(version)
         return asset, version
 
     # -- creating --------------------------------------------------------------------------
@@ -343,10 +353,13 @@ class AssetService:
             created_by=principal.actor,
             created_at=utcnow(),
         )
+        if self.jobs is not None and self.jobs.scanning:
+            version.scan_status = SCAN_PENDING
         await self.versions.add(version)
         if self.jobs is not None:
             # In this transaction: the job exists if and only if the version does.
-            await self.jobs.schedule(tenant.id, asset.id, version.id, [EXTRACT, RENDITIONS])
+            kinds = [SCAN] if self.jobs.scanning else []
+            await self.jobs.schedule(tenant.id, asset.id, version.id, [*kinds, EXTRACT, RENDITIONS])
         asset.type = explicit_type or asset_type
         if not asset.name:
             asset.name = filename
@@ -486,6 +499,21 @@ class AssetService:
             self._touch(principal, asset)
             await self.session.flush()
         return asset
+
+
+SCAN_PENDING = "pending"
+SCAN_CLEAN = "clean"
+SCAN_INFECTED = "infected"
+
+
+def check_servable(version: Version) -> None:
+    """A version still being scanned waits; an infected one is never served."""
+    if version.scan_status == SCAN_PENDING:
+        raise NotReady(f"version {version.number} is being scanned for viruses; try again")
+    if version.scan_status == SCAN_INFECTED:
+        raise Forbidden(
+            f"version {version.number} is quarantined: {version.scan_result or 'infected'}"
+        )
 
 
 def _content_number(asset: Asset, version_number: int | None) -> int:

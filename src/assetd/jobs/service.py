@@ -15,9 +15,16 @@ DEFAULT_MAX_ATTEMPTS = 5
 
 class JobService:
     def __init__(
-        self, session: AsyncSession, queue: JobQueue, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS
+        self,
+        session: AsyncSession,
+        queue: JobQueue,
+        *,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        scanning: bool = False,
     ) -> None:
         self.session = session
+        # New versions get a virus scan first (a clamd is configured).
+        self.scanning = scanning
         self.queue = queue
         self.max_attempts = max_attempts
         self.jobs = JobRepository(session)

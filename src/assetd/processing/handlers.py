@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from assetd.jobs.worker import PermanentJobError
 from assetd.processing.extract import ExtractionError
-from assetd.processing.kinds import EXTRACT, RENDITIONS
+from assetd.processing.kinds import EXTRACT, RENDITIONS, SCAN
 from assetd.processing.service import ProcessingService
 from assetd.renditions.imaging import ImagingError, configure_vips
 from assetd.renditions.service import RenditionMaker
@@ -38,8 +38,20 @@ async def make_renditions(context: AppContext, job: JobInfo) -> None:
         raise PermanentJobError(str(exc)) from exc
 
 
+async def scan(context: AppContext, job: JobInfo) -> None:
+    if job.version_id is None:
+        return
+    url = context.settings.clamd_url
+    if url is None:
+        # Scheduled while scanning was on; the version stays unserved until someone scans it.
+        raise PermanentJobError("ASSETD_CLAMD_URL is not set any more; the version is unscanned")
+    # clamd being down is worth retrying (ClamdError is an ordinary failure, with back-off).
+    await ProcessingService(context.db, context.storage).scan(job.tenant_id, job.version_id, url)
+
+
 def register(registry: JobRegistry) -> None:
     # Start-up of both `serve` and `worker` passes here: set libvips up before any job runs.
     configure_vips()
     registry.register(EXTRACT, extract)
     registry.register(RENDITIONS, make_renditions)
+    registry.register(SCAN, scan)
