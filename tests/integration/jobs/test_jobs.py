@@ -313,15 +313,17 @@ class TestSweeper:
         db: Database,
         tenant: TenantCredentials,
     ) -> None:
+        # The window is wide enough that the second sweep always starts inside it, however
+        # slow the first one is on a loaded machine (0.5 s was not, on PostgreSQL).
         settings = api_app.state.context.settings.model_copy(
-            update={"jobs_requeue_after_seconds": 0.5}
+            update={"jobs_requeue_after_seconds": 2.0}
         )
         asset_id, version_id = await new_asset(api_client, db, tenant)
         async with db.session() as session:
             (job,) = await JobService(session, RecordingQueue()).schedule(
                 tenant.id, asset_id, version_id, [OK]
             )
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(2.1)
         first, second = RecordingQueue(), RecordingQueue()
         await sweep(db, first, settings)
         await sweep(db, second, settings)
