@@ -36,7 +36,8 @@ from assetd.errors import (
     QuotaExceeded,
 )
 from assetd.jobs.service import JobService
-from assetd.processing.kinds import EXTRACT, RENDITIONS, SCAN
+from assetd.processing.kinds import EXTRACT, RENDITION_KINDS, SCAN
+from assetd.renditions.imaging import can_render
 from assetd.renditions.repository import RenditionRepository
 from assetd.storage.keys import blob_key
 from assetd.templates.models import Action
@@ -359,7 +360,9 @@ class AssetService:
         if self.jobs is not None:
             # In this transaction: the job exists if and only if the version does.
             kinds = [SCAN] if self.jobs.scanning else []
-            await self.jobs.schedule(tenant.id, asset.id, version.id, [*kinds, EXTRACT, RENDITIONS])
+            if can_render(mime_type):
+                kinds = [*kinds, *RENDITION_KINDS.values()]
+            await self.jobs.schedule(tenant.id, asset.id, version.id, [*kinds, EXTRACT])
         asset.type = explicit_type or asset_type
         if not asset.name:
             asset.name = filename

@@ -6,14 +6,14 @@ from typing import TYPE_CHECKING
 
 from assetd.jobs.worker import PermanentJobError
 from assetd.processing.extract import ExtractionError
-from assetd.processing.kinds import EXTRACT, RENDITIONS, SCAN
+from assetd.processing.kinds import EXTRACT, RENDITION_KINDS, SCAN
 from assetd.processing.service import ProcessingService
 from assetd.renditions.imaging import ImagingError, configure_vips
 from assetd.renditions.service import RenditionMaker
 
 if TYPE_CHECKING:
     from assetd.context import AppContext
-    from assetd.jobs.worker import JobInfo, JobRegistry
+    from assetd.jobs.worker import JobHandler, JobInfo, JobRegistry
 
 
 async def extract(context: AppContext, job: JobInfo) -> None:
@@ -26,16 +26,19 @@ async def extract(context: AppContext, job: JobInfo) -> None:
         raise PermanentJobError(str(exc)) from exc
 
 
-async def make_renditions(context: AppContext, job: JobInfo) -> None:
-    if job.version_id is None:
-        return
-    try:
-        await RenditionMaker(context.db, context.storage).make_presets(
-            job.tenant_id, job.version_id
-        )
-    except ImagingError as exc:
-        # A bomb, a truncated image, a corrupt PDF: the bytes will not change.
-        raise PermanentJobError(str(exc)) from exc
+def rendition_handler(preset: str) -> JobHandler:
+    async def make_rendition(context: AppContext, job: JobInfo) -> None:
+        if job.version_id is None:
+            return
+        try:
+            await RenditionMaker(context.db, context.storage).make_presets(
+                job.tenant_id, job.version_id, [preset]
+            )
+        except ImagingError as exc:
+            # A bomb, a truncated image, a corrupt PDF: the bytes will not change.
+            raise PermanentJobError(str(exc)) from exc
+
+    return make_rendition
 
 
 async def scan(context: AppContext, job: JobInfo) -> None:
@@ -53,5 +56,6 @@ def register(registry: JobRegistry) -> None:
     # Start-up of both `serve` and `worker` passes here: set libvips up before any job runs.
     configure_vips()
     registry.register(EXTRACT, extract)
-    registry.register(RENDITIONS, make_renditions)
+    for preset, kind in RENDITION_KINDS.items():
+        registry.register(kind, rendition_handler(preset))
     registry.register(SCAN, scan)

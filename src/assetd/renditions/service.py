@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -26,7 +26,7 @@ from assetd.db.base import utcnow
 from assetd.db.session import Database
 from assetd.errors import InvalidInput, NotFound, QuotaExceeded
 from assetd.jobs.models import JobState
-from assetd.processing.kinds import RENDITIONS
+from assetd.processing.kinds import RENDITION_KINDS
 from assetd.renditions import imaging
 from assetd.renditions.delivery import rendition_response
 from assetd.renditions.imaging import ImagingError, RenditionImage
@@ -115,7 +115,7 @@ class RenditionService:
         found = await self.renditions.find(tenant_id, version_id, preset)
         if found is not None:
             return found
-        state = await self.renditions.job_state(tenant_id, version_id, RENDITIONS)
+        state = await self.renditions.job_state(tenant_id, version_id, RENDITION_KINDS[preset])
         if state in (JobState.pending, JobState.running):
             raise NotMadeYet()
         if state is JobState.failed:
@@ -264,7 +264,9 @@ class RenditionMaker:
         self.limiter = limiter
         self.temp_dir = temp_dir
 
-    async def make_presets(self, tenant_id: str, version_id: str) -> list[str]:
+    async def make_presets(
+        self, tenant_id: str, version_id: str, presets: Sequence[str] | None = None
+    ) -> list[str]:
         """Make every preset the version lacks; the presets made. Idempotent.
 
         Raises ImagingError when the file cannot be rendered (a retry will not help).
@@ -280,7 +282,7 @@ class RenditionMaker:
                 version.mime_type,
             )
             done = await RenditionRepository(session).presets_of(tenant_id, version_id)
-        missing = [preset for preset in PRESETS if preset not in done]
+        missing = [preset for preset in presets or PRESETS if preset not in done]
         if not missing:
             return []
         images = await self._render(
