@@ -16,7 +16,7 @@ from assetd.db.session import Database
 from assetd.jobs.queue import JobQueue
 from assetd.jobs.service import JobService
 from assetd.storage.base import BlobStorage
-from assetd.uploads.service import RunningDigests
+from assetd.uploads.streaming import RunningDigests
 
 
 @dataclass

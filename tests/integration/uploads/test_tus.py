@@ -21,7 +21,7 @@ from assetd.db.base import utcnow
 from assetd.db.session import Database
 from assetd.storage.local import LocalBlobStorage
 from assetd.uploads.models import UploadSession
-from assetd.uploads.service import RunningDigests
+from assetd.uploads.streaming import RunningDigests
 from tests.factories import TenantCredentials, add_key, bearer, make_tenant, upload
 
 pytestmark = pytest.mark.anyio
@@ -714,7 +714,7 @@ class TestRunningDigests:
         def no_second_pass(assembled: object) -> tuple[str, str, bytes]:
             raise AssertionError("the file was hashed again")
 
-        monkeypatch.setattr(service, "_digest", no_second_pass)
+        monkeypatch.setattr(service, "digest", no_second_pass)
         data = os.urandom(3 * 1024 * 1024 + 17)
         url = await start(client, tenant, len(data))
         for start_at in range(0, len(data), 1024 * 1024):
