@@ -6,10 +6,12 @@ from fastapi import APIRouter
 
 from assetd.assets.routes import router as assets_router
 from assetd.auth.routes import router as keys_router
+from assetd.collections.routes import router as collections_router
 from assetd.compat.asset_upload import router as asset_upload_router
 from assetd.compat.edge_assets import router as edge_assets_router
 from assetd.compat.media import router as media_router
 from assetd.compat.partner_assets import router as partner_assets_router
+from assetd.events.routes import router as events_router
 from assetd.jobs.routes import router as jobs_router
 from assetd.providers.routes import router as providers_router
 from assetd.renditions.routes import router as renditions_router
@@ -20,6 +22,8 @@ from assetd.uploads.tus import router as tus_router
 
 api_router = APIRouter()
 api_router.include_router(assets_router)
+api_router.include_router(events_router)
+api_router.include_router(collections_router)
 api_router.include_router(jobs_router)
 api_router.include_router(keys_router)
 api_router.include_router(providers_router)

@@ -2,6 +2,8 @@
 
 from assetd.assets.models import Asset, Blob, Version
 from assetd.auth.models import ApiKey
+from assetd.collections.models import Collection, CollectionAsset, CollectionSecurityTemplate
+from assetd.events.models import Event, WebhookDelivery, WebhookSubscription
 from assetd.jobs.models import Job
 from assetd.providers.models import StorageProvider
 from assetd.renditions.models import Rendition
@@ -19,6 +21,10 @@ __all__ = [
     "Asset",
     "AssetSecurityTemplate",
     "Blob",
+    "Collection",
+    "CollectionAsset",
+    "CollectionSecurityTemplate",
+    "Event",
     "Job",
     "MetadataTemplate",
     "Rendition",
@@ -29,4 +35,6 @@ __all__ = [
     "UploadPart",
     "UploadSession",
     "Version",
+    "WebhookDelivery",
+    "WebhookSubscription",
 ]

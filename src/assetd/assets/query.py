@@ -60,6 +60,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import InstrumentedAttribute
 
 from assetd.assets.models import Asset
+from assetd.collections.models import CollectionAsset
 from assetd.errors import QueryError
 
 MAX_QUERY_LENGTH = 4096
@@ -85,6 +86,8 @@ class FieldKind(enum.StrEnum):
     JSON_OBJECT = "json-object"
     # A value inside a JSON column whose type is only known per row.
     JSON = "json"
+    # Membership in a link table (collection:<id>): an EXISTS on its primary key.
+    MEMBERSHIP = "membership"
 
 
 _SCALAR_KINDS = frozenset({FieldKind.STRING, FieldKind.NUMBER, FieldKind.DATE, FieldKind.ENUM})
@@ -101,11 +104,13 @@ class Field:
     element_key: str | None = None
     choices: tuple[str, ...] = ()
     nullable: bool = True
+    # MEMBERSHIP: the link table's column that holds the asset id (``column`` is the group's).
+    member: InstrumentedAttribute[Any] | None = None
 
 
 def column_field(kind: FieldKind, column: InstrumentedAttribute[Any]) -> Field:
-    """A field over one column; enum choices and nullability come from the column."""
-    sql_column = sa.inspect(Asset).columns[column.key]
+    """A field over one column (of any model); enum choices and nullability come from it."""
+    sql_column = sa.inspect(column.class_).columns[column.key]
     choices: tuple[str, ...] = ()
     if kind is FieldKind.ENUM:
         choices = tuple(cast(sa.Enum, sql_column.type).enums)
@@ -223,6 +228,12 @@ NATIVE_FIELDS = FieldMap(
         "metadata.modifiedAt": column_field(FieldKind.DATE, Asset.modified_at),
         "metadata.version": column_field(FieldKind.NUMBER, Asset.revision),
         "facts": Field(FieldKind.JSON_OBJECT, Asset.facts),
+        "collection": Field(
+            FieldKind.MEMBERSHIP, CollectionAsset.collection_id, member=CollectionAsset.asset_id
+        ),
+        "collections": Field(
+            FieldKind.MEMBERSHIP, CollectionAsset.collection_id, member=CollectionAsset.asset_id
+        ),
     },
     {"metadata": metadata_path_field, "facts": facts_path_field},
 )
@@ -974,6 +985,8 @@ class _Compiler:
             return self.json(field, predicate)
         if kind in (FieldKind.STRING_ARRAY, FieldKind.REFIDS):
             return self.array(name, field, predicate)
+        if kind is FieldKind.MEMBERSHIP:
+            return self.membership(name, field, predicate)
         # JSON_OBJECT: only presence can be asked of a whole object.
         if predicate.op not in ("null", "exists"):
             raise self.reject(name, field, predicate, f"query a path such as '{name}.key'")
@@ -1038,6 +1051,20 @@ class _Compiler:
         number = float(parse_number(value, offset=predicate.offset))
         return _compare(target.number(), op, sa.literal(number, sa.Float))
 
+    def membership(self, name: str, field: Field, predicate: Predicate) -> Condition:
+        """``collection:<id>``: in that group; ``collection:null``/``exists``: in none/any."""
+        assert field.member is not None
+        links = sa.select(sa.literal(1)).where(field.member == Asset.id)
+        if predicate.op in ("null", "exists"):
+            # Probes the link table's (tenant_id, asset_id) index once per asset row.
+            in_any = links.where(field.column.table.c.tenant_id == Asset.tenant_id).exists()
+            return sa.not_(in_any) if predicate.op == "null" else in_any
+        if predicate.op != "eq":
+            raise self.reject(name, field, predicate, f"use {name}:<id>")
+        # A primary-key probe (group id, asset id). Groups of another tenant hold none of
+        # this tenant's assets, so a foreign id simply matches nothing.
+        return links.where(field.column == predicate.value).exists()
+
     def array(self, name: str, field: Field, predicate: Predicate) -> Condition:
         array = _Array(_scalar(field), self.dialect)
         key = field.element_key
@@ -1073,14 +1100,14 @@ def _compare(left: Expr, op: Op, right: Any) -> Condition:
 
 @dataclass(frozen=True, eq=False)
 class SortKey:
-    """One ORDER BY expression, and how to read its value from a loaded Asset."""
+    """One ORDER BY expression, and how to read its value from a loaded row (an Asset, …)."""
 
     name: str
     descending: bool
     expr: Expr
     kind: FieldKind
     nullable: bool
-    read: Callable[[Asset], Any]
+    read: Callable[[Any], Any]
     choices: tuple[str, ...] = ()
 
     def order_by(self) -> sa.UnaryExpression[Any]:
@@ -1103,7 +1130,7 @@ def _column_sort_key(name: str, field: Field, descending: bool) -> SortKey:
     )
 
 
-def _read_json(asset: Asset, attribute: str, path: tuple[str, ...]) -> Any:
+def _read_json(asset: Any, attribute: str, path: tuple[str, ...]) -> Any:
     value: Any = getattr(asset, attribute)
     for segment in path:
         if not isinstance(value, dict):
@@ -1119,12 +1146,12 @@ def _json_sort_keys(name: str, field: Field, descending: bool, dialect: Dialect)
     attribute = field.column.key
     path = field.path
 
-    def read_number(asset: Asset) -> float | None:
+    def read_number(asset: Any) -> float | None:
         value = _read_json(asset, attribute, path)
         is_number = isinstance(value, int | float) and not isinstance(value, bool)
         return float(value) if is_number else None
 
-    def read_string(asset: Asset) -> str | None:
+    def read_string(asset: Any) -> str | None:
         value = _read_json(asset, attribute, path)
         return value if isinstance(value, str) else None
 
@@ -1158,9 +1185,17 @@ _CREATED_AT_FIELD = column_field(FieldKind.DATE, Asset.created_at)
 
 
 def compile_sort(
-    sort: str | None, fields: Mapping[str, Field] = NATIVE_FIELDS, *, dialect: str
+    sort: str | None,
+    fields: Mapping[str, Field] = NATIVE_FIELDS,
+    *,
+    dialect: str,
+    id_field: Field = _ID_FIELD,
+    created_at_field: Field = _CREATED_AT_FIELD,
 ) -> list[SortKey]:
-    """Sort keys for ``sort`` (default: createdAt desc), ending with ``id`` as the tie-breaker."""
+    """Sort keys for ``sort`` (default: createdAt desc), ending with ``id`` as the tie-breaker.
+
+    ``id_field`` and ``created_at_field`` name those columns in another table (events).
+    """
     checked = _check_dialect(dialect)
     if sort and sort.strip():
         specs = [
@@ -1168,7 +1203,7 @@ def compile_sort(
             for name, descending, offset in _parse_sort(sort)
         ]
     else:
-        specs = [("createdAt", _CREATED_AT_FIELD, True, 0)]
+        specs = [("createdAt", created_at_field, True, 0)]
     keys: list[SortKey] = []
     seen: set[str] = set()
     for name, field, descending, offset in specs:
@@ -1177,14 +1212,14 @@ def compile_sort(
         seen.add(name)
         if field.kind in _SCALAR_KINDS:
             keys.append(_column_sort_key(name, field, descending))
-            if field.column is Asset.id:
+            if field.column is id_field.column:
                 # Rows are unique by id: keys after it would never be consulted.
                 return keys
         elif field.kind is FieldKind.JSON:
             keys.extend(_json_sort_keys(name, field, descending, checked))
         else:
             raise _error("sort", offset, f"cannot sort by the {field.kind.value} field {name!r}")
-    keys.append(_column_sort_key("id", _ID_FIELD, keys[-1].descending))
+    keys.append(_column_sort_key("id", id_field, keys[-1].descending))
     return keys
 
 
@@ -1193,7 +1228,7 @@ def order_by(sort_keys: Sequence[SortKey]) -> list[sa.UnaryExpression[Any]]:
     return [key.order_by() for key in sort_keys]
 
 
-def sort_values(sort_keys: Sequence[SortKey], asset: Asset) -> list[Any]:
+def sort_values(sort_keys: Sequence[SortKey], asset: Any) -> list[Any]:
     """The values of ``sort_keys`` in a loaded row, as encode_cursor() takes them."""
     return [key.read(asset) for key in sort_keys]
 

@@ -5,10 +5,12 @@ Framework-free: takes a session, a blob store and a sniffer; flushes, never comm
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assetd.assets import query
@@ -35,6 +37,8 @@ from assetd.errors import (
     PreconditionFailed,
     QuotaExceeded,
 )
+from assetd.events.models import EventType
+from assetd.events.service import EventService
 from assetd.jobs.service import JobService
 from assetd.processing.kinds import EXTRACT, RENDITION_KINDS, SCAN
 from assetd.renditions.imaging import can_render
@@ -88,6 +92,7 @@ class AssetService:
         self.tenants = TenantRepository(session)
         self.metadata_templates = MetadataTemplateService(session)
         self.security = SecurityTemplateService(session)
+        self.events = EventService(session, jobs)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -99,13 +104,20 @@ class AssetService:
         await self.security.authorize(principal, asset, action)
         return asset
 
-    async def search(self, principal: Principal, params: ListParams) -> AssetList:
+    async def search(
+        self,
+        principal: Principal,
+        params: ListParams,
+        *,
+        where: Sequence[ColumnElement[bool]] = (),
+    ) -> AssetList:
+        """A page of assets matching `params`, and `where` too (e.g. a collection's members)."""
         dialect = self.assets.dialect
         if not 1 <= params.page_size <= MAX_PAGE_SIZE:
             raise InvalidInput(f"pageSize must be between 1 and {MAX_PAGE_SIZE}")
         if params.page_number < 1:
             raise InvalidInput("pageNumber must be 1 or more")
-        where = []
+        where = list(where)
         if params.only_trashed:
             where.append(Asset.state == AssetState.trashed)
         elif params.include_trashed:
@@ -282,6 +294,7 @@ class AssetService:
             principal, data.security_template_ids or []
         )
         await self.assets.add(asset)
+        await self.events.record(principal, EventType.asset_created, asset_id=asset.id)
         if security_ids:
             await self.security.assign(principal, asset, security_ids)
 
@@ -357,6 +370,9 @@ class AssetService:
         if self.jobs is not None and self.jobs.scanning:
             version.scan_status = SCAN_PENDING
         await self.versions.add(version)
+        await self.events.record(
+            principal, EventType.version_added, asset_id=asset.id, version_number=version.number
+        )
         if self.jobs is not None:
             # In this transaction: the job exists if and only if the version does.
             kinds = [SCAN] if self.jobs.scanning else []
@@ -432,6 +448,9 @@ class AssetService:
             setattr(asset, renames.get(name, name), value)
         self._touch(principal, asset)
         await self.session.flush()
+        await self.events.record(
+            principal, EventType.asset_updated, asset_id=asset.id, details={"fields": fields}
+        )
         log.info("asset.updated", asset_id=asset.id, fields=fields)
         return asset
 
@@ -466,6 +485,7 @@ class AssetService:
             asset.trashed_at = utcnow()
             self._touch(principal, asset)
             await self.session.flush()
+            await self.events.record(principal, EventType.asset_trashed, asset_id=asset.id)
             log.info("asset.trashed", asset_id=asset.id)
         return asset
 
@@ -476,6 +496,7 @@ class AssetService:
             asset.trashed_at = None
             self._touch(principal, asset)
             await self.session.flush()
+            await self.events.record(principal, EventType.asset_restored, asset_id=asset.id)
             log.info("asset.restored", asset_id=asset.id)
         return asset
 
@@ -490,6 +511,7 @@ class AssetService:
             if released is not None:
                 await self.tenants.release(tenant_id, released.size_bytes)
         await self.assets.delete(asset)
+        await self.events.record(principal, EventType.asset_purged, asset_id=asset_id)
         log.info("asset.purged", asset_id=asset_id)
 
     async def promote_version(self, principal: Principal, asset_id: str, number: int) -> Asset:
@@ -501,6 +523,12 @@ class AssetService:
             _make_current(asset, version)
             self._touch(principal, asset)
             await self.session.flush()
+            await self.events.record(
+                principal,
+                EventType.asset_updated,
+                asset_id=asset.id,
+                details={"currentVersion": number},
+            )
         return asset
 
 

@@ -20,13 +20,19 @@ Session = Annotated[AsyncSession, UnitOfWork]
 
 
 @router.post("/keys", status_code=201, response_model=ApiKeyCreated, summary="Create an API key")
-async def create_key(data: ApiKeyCreate, principal: Admin, session: Session) -> ApiKeyCreated:
-    row, secret = await ApiKeyService(session).create(
+async def create_key(
+    data: ApiKeyCreate,
+    principal: Admin,
+    session: Session,
+    context: Annotated[AppContext, Depends(get_context)],
+) -> ApiKeyCreated:
+    row, secret = await ApiKeyService(session, context.job_service(session)).create(
         principal.tenant.id,
         name=data.name,
         scopes=data.scopes,
         roles=data.roles,
         expires_at=data.expires_at,
+        actor=principal.actor,
     )
     return ApiKeyCreated.model_validate(
         {**ApiKeyRead.model_validate(row).model_dump(), "key": secret}
@@ -48,7 +54,9 @@ async def revoke_key(
     session: Session,
     context: Annotated[AppContext, Depends(get_context)],
 ) -> ApiKeyRead:
-    row = await ApiKeyService(session).revoke(principal.tenant.id, key_id)
+    row = await ApiKeyService(session, context.job_service(session)).revoke(
+        principal.tenant.id, key_id, actor=principal.actor
+    )
     # This process forgets the key at once; others within api_key_cache_seconds.
     context.principals.clear()
     return ApiKeyRead.model_validate(row)

@@ -21,6 +21,9 @@ from assetd.auth.principal import (
 from assetd.auth.repository import ApiKeyRepository
 from assetd.db.base import utcnow
 from assetd.errors import InvalidInput, NotFound
+from assetd.events.models import EventType
+from assetd.events.service import EventService
+from assetd.jobs.service import JobService
 from assetd.tenants.repository import TenantRepository
 from assetd.tenants.service import TenantSnapshot
 
@@ -38,8 +41,9 @@ def generate_key() -> str:
 
 
 class ApiKeyService:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, jobs: JobService | None = None) -> None:
         self.repository = ApiKeyRepository(session)
+        self.events = EventService(session, jobs)
         self.tenants = TenantRepository(session)
 
     async def create(
@@ -51,6 +55,7 @@ class ApiKeyService:
         roles: list[str] | tuple[str, ...] = (),
         expires_at: datetime | None = None,
         key: str | None = None,
+        actor: str = "system",
     ) -> tuple[ApiKey, str]:
         """The new key row and its secret, which is not kept anywhere and shown only now."""
         unknown = sorted(set(scopes) - KNOWN_SCOPES)
@@ -72,18 +77,23 @@ class ApiKeyService:
             roles=list(dict.fromkeys(roles)),
             expires_at=expires_at,
         )
-        return await self.repository.add(row), secret
+        await self.repository.add(row)
+        await self.events.record(actor, EventType.key_created, tenant_id=tenant_id, key_id=row.id)
+        return row, secret
 
     async def list_for(self, tenant_id: str) -> list[ApiKey]:
         return await self.repository.list_for(tenant_id)
 
-    async def revoke(self, tenant_id: str, key_id: str) -> ApiKey:
+    async def revoke(self, tenant_id: str, key_id: str, *, actor: str = "system") -> ApiKey:
         row = await self.repository.get(tenant_id, key_id)
         if row is None:
             raise NotFound("API key not found")
         if row.revoked_at is None:
             row.revoked_at = utcnow()
             await self.repository.session.flush()
+            await self.events.record(
+                actor, EventType.key_revoked, tenant_id=tenant_id, key_id=key_id
+            )
         return row
 
     async def authenticate(self, key: str) -> Principal | None:

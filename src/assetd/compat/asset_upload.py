@@ -398,7 +398,7 @@ async def _update_for_version(
     metadata: dict[str, Any],
 ) -> None:
     async with context.db.session() as session:
-        service = AssetService(session, context.sniffer)
+        service = AssetService(session, context.sniffer, jobs=context.job_service(session))
         asset = await service.get(principal, asset_id)
         changes: dict[str, Any] = {}
         if asset.meta != metadata or asset.metadata_template_id != data.metadata_template_id:

@@ -28,7 +28,8 @@ class Job(IDModel, TimestampedModel, TenantOwned, Base):
         sa.Index("ix_jobs_tenant_asset", "tenant_id", "asset_id", "created_at"),
     )
 
-    asset_id: Mapped[str] = mapped_column(
+    # None for jobs about no asset (webhook deliveries).
+    asset_id: Mapped[str | None] = mapped_column(
         sa.String(24), sa.ForeignKey("assets.id", ondelete="CASCADE")
     )
     version_id: Mapped[str | None] = mapped_column(

@@ -32,7 +32,7 @@ class JobService:
     async def schedule(
         self,
         tenant_id: str,
-        asset_id: str,
+        asset_id: str | None,
         version_id: str | None,
         kinds: Iterable[str],
         *,

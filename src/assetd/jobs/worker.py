@@ -44,7 +44,7 @@ class JobInfo:
 
     id: str
     tenant_id: str
-    asset_id: str
+    asset_id: str | None
     version_id: str | None
     kind: str
     attempt: int

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from assetd.events import jobs as event_jobs
 from assetd.jobs.worker import PermanentJobError
 from assetd.processing.extract import ExtractionError
 from assetd.processing.kinds import EXTRACT, RENDITION_KINDS, SCAN
@@ -59,3 +60,4 @@ def register(registry: JobRegistry) -> None:
     for preset, kind in RENDITION_KINDS.items():
         registry.register(kind, rendition_handler(preset))
     registry.register(SCAN, scan)
+    event_jobs.register(registry)

@@ -7,6 +7,7 @@ from collections.abc import Collection, Sequence
 import sqlalchemy as sa
 
 from assetd.assets.models import Asset
+from assetd.collections.models import CollectionSecurityTemplate
 from assetd.db.repository import TenantScopedRepository
 from assetd.templates.models import (
     Action,
@@ -165,9 +166,16 @@ class SecurityTemplateRepository(TenantScopedRepository[SecurityTemplate]):
             )
 
     async def in_use(self, tenant_id: str, template_id: str) -> bool:
+        """Whether an asset or a collection carries the template."""
         stmt = sa.select(AssetSecurityTemplate.asset_id).where(
             AssetSecurityTemplate.tenant_id == tenant_id,
             AssetSecurityTemplate.template_id == template_id,
+        )
+        if (await self.session.scalar(stmt.limit(1))) is not None:
+            return True
+        stmt = sa.select(CollectionSecurityTemplate.collection_id).where(
+            CollectionSecurityTemplate.tenant_id == tenant_id,
+            CollectionSecurityTemplate.template_id == template_id,
         )
         return (await self.session.scalar(stmt.limit(1))) is not None
 

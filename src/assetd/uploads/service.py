@@ -188,7 +188,7 @@ class UploadService:
         handle = await anyio.to_thread.run_sync(self.storage.start_upload)
         try:
             async with self.db.session() as session:
-                assets = AssetService(session, self.sniffer)
+                assets = AssetService(session, self.sniffer, jobs=self._jobs(session))
                 if asset_id is None:
                     data = AssetCreate.model_validate(
                         {

@@ -1,0 +1,1 @@
+"""Events: the audit log of every change, and webhooks that deliver them."""
