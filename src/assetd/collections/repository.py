@@ -12,7 +12,8 @@ from assetd.assets.models import Asset, AssetState
 from assetd.collections.models import Collection, CollectionAsset, CollectionSecurityTemplate
 from assetd.db.base import utcnow
 from assetd.db.repository import TenantScopedRepository
-from assetd.templates.models import Action, SecurityGrant
+from assetd.templates.models import Action
+from assetd.templates.repository import access_condition, granted_actions, replace_links
 
 
 class CollectionRepository(TenantScopedRepository[Collection]):
@@ -157,59 +158,27 @@ class CollectionRepository(TenantScopedRepository[Collection]):
     async def set_templates(
         self, tenant_id: str, collection_id: str, template_ids: Many[str]
     ) -> None:
-        await self.session.execute(
-            sa.delete(CollectionSecurityTemplate).where(
-                CollectionSecurityTemplate.tenant_id == tenant_id,
-                CollectionSecurityTemplate.collection_id == collection_id,
-            )
+        await replace_links(
+            self.session,
+            CollectionSecurityTemplate.collection_id,
+            tenant_id,
+            collection_id,
+            template_ids,
         )
-        if template_ids:
-            await self.session.execute(
-                sa.insert(CollectionSecurityTemplate),
-                [
-                    {"tenant_id": tenant_id, "collection_id": collection_id, "template_id": t}
-                    for t in template_ids
-                ],
-            )
 
     async def actions(
         self, tenant_id: str, collection_id: str, roles: Many[str]
     ) -> frozenset[Action] | None:
         """What `roles` may do on the collection; None when it carries no template (anything)."""
-        granted = sa.and_(
-            SecurityGrant.template_id == CollectionSecurityTemplate.template_id,
-            SecurityGrant.tenant_id == tenant_id,
-            SecurityGrant.role.in_(sorted(roles)),
+        return await granted_actions(
+            self.session, CollectionSecurityTemplate.collection_id, tenant_id, collection_id, roles
         )
-        stmt = (
-            sa.select(CollectionSecurityTemplate.template_id, SecurityGrant.action)
-            .select_from(CollectionSecurityTemplate)
-            .outerjoin(SecurityGrant, granted)
-            .where(
-                CollectionSecurityTemplate.tenant_id == tenant_id,
-                CollectionSecurityTemplate.collection_id == collection_id,
-            )
-        )
-        rows = (await self.session.execute(stmt)).all()
-        if not rows:
-            return None
-        return frozenset(action for _, action in rows if action is not None)
 
     @staticmethod
     def access_condition(
         tenant_id: str, roles: Many[str], action: Action = Action.view
     ) -> sa.ColumnElement[bool]:
         """A WHERE clause on collections: no template at all, or one granting a role `action`."""
-        links = sa.select(sa.literal(1)).where(
-            CollectionSecurityTemplate.tenant_id == tenant_id,
-            CollectionSecurityTemplate.collection_id == Collection.id,
+        return access_condition(
+            CollectionSecurityTemplate.collection_id, Collection.id, tenant_id, roles, action
         )
-        if not roles:
-            return ~links.exists()
-        granted = links.where(
-            SecurityGrant.template_id == CollectionSecurityTemplate.template_id,
-            SecurityGrant.tenant_id == tenant_id,
-            SecurityGrant.action == action,
-            SecurityGrant.role.in_(sorted(roles)),
-        )
-        return sa.or_(~links.exists(), granted.exists())
