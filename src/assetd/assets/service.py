@@ -210,13 +210,17 @@ class AssetService:
 
     # -- creating --------------------------------------------------------------------------
 
-    async def create_from_json(self, principal: Principal, data: AssetCreate) -> Asset:
-        """A LINK asset, or a BLOB asset with metadata only (content comes as a version)."""
+    async def create_from_json(
+        self, principal: Principal, data: AssetCreate, *, asset_id: str | None = None
+    ) -> Asset:
+        """A LINK asset, or a BLOB asset with metadata only (content comes as a version).
+
+        `asset_id` keeps an id from elsewhere (a package); by default a new one is made."""
         if data.kind is AssetKind.LINK and data.url is None:
             raise InvalidInput("a LINK asset needs a url")
         if data.kind is AssetKind.BLOB and data.url is not None:
             raise InvalidInput("a BLOB asset takes its content by upload, not by url")
-        asset = self._new_asset(principal, data, data.kind)
+        asset = self._new_asset(principal, data, data.kind, asset_id)
         asset.type = data.type or AssetType.other
         asset.url = str(data.url) if data.url is not None else None
         await self._add_new(principal, asset, data)
@@ -224,10 +228,15 @@ class AssetService:
         return asset
 
     async def create_from_upload(
-        self, principal: Principal, data: AssetFields, staged: StagedUpload
+        self,
+        principal: Principal,
+        data: AssetFields,
+        staged: StagedUpload,
+        *,
+        asset_id: str | None = None,
     ) -> Asset:
         try:
-            asset = self._new_asset(principal, data, AssetKind.BLOB)
+            asset = self._new_asset(principal, data, AssetKind.BLOB, asset_id)
             await self._add_new(principal, asset, data)
             await self._attach_version(
                 principal, asset, staged, explicit_type=data.type, is_new=True
@@ -298,9 +307,11 @@ class AssetService:
         if security_ids:
             await self.security.assign(principal, asset, security_ids)
 
-    def _new_asset(self, principal: Principal, data: AssetFields, kind: AssetKind) -> Asset:
+    def _new_asset(
+        self, principal: Principal, data: AssetFields, kind: AssetKind, asset_id: str | None
+    ) -> Asset:
         now = utcnow()
-        return Asset(
+        asset = Asset(
             tenant_id=principal.tenant.id,
             kind=kind,
             type=data.type or AssetType.other,
@@ -318,6 +329,9 @@ class AssetService:
             modified_at=now,
             modified_by=principal.actor,
         )
+        if asset_id is not None:
+            asset.id = asset_id
+        return asset
 
     async def _attach_version(
         self,
