@@ -13,6 +13,7 @@ from assetd.compat.media import router as media_router
 from assetd.compat.partner_assets import router as partner_assets_router
 from assetd.events.routes import router as events_router
 from assetd.jobs.routes import router as jobs_router
+from assetd.packages.routes import router as packages_router
 from assetd.providers.routes import router as providers_router
 from assetd.renditions.routes import router as renditions_router
 from assetd.templates.routes import router as templates_router
@@ -25,6 +26,7 @@ api_router.include_router(assets_router)
 api_router.include_router(events_router)
 api_router.include_router(collections_router)
 api_router.include_router(jobs_router)
+api_router.include_router(packages_router)
 api_router.include_router(keys_router)
 api_router.include_router(providers_router)
 api_router.include_router(renditions_router)

@@ -84,6 +84,21 @@ class Settings(BaseSettings):
     jobs_shutdown_timeout_seconds: float = Field(
         20.0, ge=0, description="How long shutdown waits for running jobs."
     )
+    package_max_bytes: int = Field(
+        2 * 1024**3, ge=1, description="Largest package (zip) accepted for upload."
+    )
+    package_max_members: int = Field(
+        20_000, ge=1, description="Most members (files and folders) a package zip may have."
+    )
+    package_max_uncompressed_bytes: int = Field(
+        8 * 1024**3, ge=1, description="Most bytes a package's members may expand to, in all."
+    )
+    package_max_ratio: int = Field(
+        200, ge=1, description="Highest compression ratio of a member over 1 MiB (zip bombs)."
+    )
+    package_max_export_assets: int = Field(
+        10_000, ge=1, description="Most assets one export may hold."
+    )
     transform_concurrency: int = Field(
         2, ge=1, description="On-the-fly transformations rendered at once per process."
     )

@@ -5,6 +5,7 @@ from assetd.auth.models import ApiKey
 from assetd.collections.models import Collection, CollectionAsset, CollectionSecurityTemplate
 from assetd.events.models import Event, WebhookDelivery, WebhookSubscription
 from assetd.jobs.models import Job
+from assetd.packages.models import AssetDependency, Package, PackageOrigin
 from assetd.providers.models import StorageProvider
 from assetd.renditions.models import Rendition
 from assetd.templates.models import (
@@ -19,6 +20,7 @@ from assetd.uploads.models import UploadPart, UploadSession
 __all__ = [
     "ApiKey",
     "Asset",
+    "AssetDependency",
     "AssetSecurityTemplate",
     "Blob",
     "Collection",
@@ -27,6 +29,8 @@ __all__ = [
     "Event",
     "Job",
     "MetadataTemplate",
+    "Package",
+    "PackageOrigin",
     "Rendition",
     "SecurityGrant",
     "SecurityTemplate",

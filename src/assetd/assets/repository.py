@@ -13,6 +13,7 @@ from assetd.assets.models import Asset, AssetState, Blob, Version
 from assetd.db.base import utcnow
 from assetd.db.repository import TenantScopedRepository
 from assetd.ids import is_id, new_id
+from assetd.packages.models import Package
 from assetd.renditions.models import Rendition
 
 
@@ -206,10 +207,11 @@ class BlobRepository(TenantScopedRepository[Blob]):
 
     async def wrong_refcounts(self) -> list[tuple[str, str]]:
         """(tenant_id, sha256) of blobs whose refcount differs from the versions using them."""
-        # Versions and renditions both hold references to blobs.
+        # Versions, renditions and package artifacts hold references to blobs.
         users = sa.union_all(
             sa.select(Version.blob_id.label("blob_id")),
             sa.select(Rendition.blob_id.label("blob_id")),
+            sa.select(Package.blob_id.label("blob_id")),
         ).subquery()
         counts = (
             sa.select(users.c.blob_id, sa.func.count().label("n"))
@@ -222,3 +224,61 @@ class BlobRepository(TenantScopedRepository[Blob]):
             .where(Blob.refcount != sa.func.coalesce(counts.c.n, 0))
         )
         return [(t, s) for t, s in (await self.session.execute(stmt)).all()]
+
+
+# -- plain-column reads (assetd.assets.reads): the hot read paths skip the ORM --------------
+
+# Every Asset column, labelled with its attribute name, so a result row reads like an Asset
+# (row.meta, row.version_number) wherever only attribute access is needed (sort keys, …).
+ASSET_COLUMNS = tuple(
+    prop.columns[0].label(prop.key) for prop in sa.inspect(Asset).column_attrs
+)
+# What serving a version's bytes needs of it, as v_<attribute>.
+VERSION_COLUMNS = tuple(
+    getattr(Version, name).label(f"v_{name}")
+    for name in (
+        "number",
+        "tenant_id",
+        "sha256",
+        "size_bytes",
+        "mime_type",
+        "original_name",
+        "created_at",
+        "scan_status",
+        "scan_result",
+    )
+)
+
+
+def asset_rows_statement(tenant_id: str) -> sa.Select[Any]:
+    """scoped_statement() of AssetRepository, as plain columns (ASSET_COLUMNS)."""
+    return sa.select(*ASSET_COLUMNS).where(Asset.tenant_id == tenant_id)
+
+
+def content_row_statement(
+    tenant_id: str, asset_id: str, number: int | None, *, include_trashed: bool
+) -> sa.Select[Any]:
+    """get_with_version() as one row of plain columns: the asset's, then VERSION_COLUMNS
+    (all None when the version does not exist)."""
+    states = [AssetState.active, AssetState.trashed] if include_trashed else [AssetState.active]
+    wanted = Asset.version_number if number is None else sa.literal(number)
+    return (
+        sa.select(
+            Asset.id,
+            Asset.tenant_id,
+            Asset.kind,
+            Asset.access,
+            Asset.version_number,
+            Asset.security_template_ids,
+            *VERSION_COLUMNS,
+        )
+        .where(Asset.tenant_id == tenant_id, Asset.id == asset_id, Asset.state.in_(states))
+        .outerjoin(
+            Version,
+            sa.and_(
+                Version.tenant_id == tenant_id,
+                Version.asset_id == Asset.id,
+                Version.number == wanted,
+            ),
+        )
+    )

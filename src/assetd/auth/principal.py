@@ -10,7 +10,9 @@ READ = "assets:read"
 WRITE = "assets:write"
 DELETE = "assets:delete"
 ADMIN = "admin"
-ALL_SCOPES = (READ, WRITE, DELETE, ADMIN)
+# Installing a package changes many assets at once: a scope of its own, beyond assets:write.
+INSTALL = "packages:install"
+ALL_SCOPES = (READ, WRITE, DELETE, INSTALL, ADMIN)
 # Roles name groups in security templates; they come from API keys and identity providers'
 # JWTs, so any printable text up to 100 characters.
 ROLE_PATTERN = r"^[^\x00-\x1f\x7f]{1,100}$"

@@ -24,6 +24,7 @@ from assetd.collections.schemas import (
 )
 from assetd.db.base import utcnow
 from assetd.errors import Conflict, Forbidden, InvalidInput, NotFound, Unprocessable
+from assetd.events.models import EventType
 from assetd.ids import is_id
 from assetd.templates.models import Action
 from assetd.templates.service import SecurityTemplateService
@@ -37,6 +38,7 @@ class CollectionService:
         self.repository = CollectionRepository(session)
         self.security = SecurityTemplateService(session)
         self.assets = assets
+        self.events = assets.events
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -82,7 +84,10 @@ class CollectionService:
 
     # -- changing -----------------------------------------------------------------------------
 
-    async def create(self, principal: Principal, data: CollectionCreate) -> Collection:
+    async def create(
+        self, principal: Principal, data: CollectionCreate, *, collection_id: str | None = None
+    ) -> Collection:
+        """A new collection; `collection_id` keeps an id from elsewhere (a package)."""
         tenant_id = principal.tenant.id
         if await self.repository.name_taken(tenant_id, data.name):
             raise Conflict(f"a collection named {data.name!r} already exists")
@@ -98,9 +103,12 @@ class CollectionService:
             modified_at=now,
             modified_by=principal.actor,
         )
+        if collection_id is not None:
+            collection.id = collection_id
         await self.repository.add(collection)
         if template_ids:
             await self.repository.set_templates(tenant_id, collection.id, template_ids)
+        await self._record(principal, EventType.collection_created, collection, name=data.name)
         log.info("collection.created", collection_id=collection.id)
         return collection
 
@@ -120,12 +128,16 @@ class CollectionService:
             await self._set_templates(principal, collection, data.security_template_ids or [])
         self._touch(principal, collection)
         await self.session.flush()
+        await self._record(
+            principal, EventType.collection_updated, collection, fields=sorted(changes)
+        )
         log.info("collection.updated", collection_id=collection.id, fields=sorted(changes))
         return collection
 
     async def delete(self, principal: Principal, collection_id: str) -> None:
         """The collection goes; its assets stay."""
         collection = await self.get(principal, collection_id, Action.delete, lock=True)
+        await self._record(principal, EventType.collection_deleted, collection)
         await self.repository.delete(collection)
         log.info("collection.deleted", collection_id=collection_id)
 
@@ -168,6 +180,9 @@ class CollectionService:
         if new:
             self._touch(principal, collection)
             await self.session.flush()
+            await self._record(
+                principal, EventType.collection_assets_added, collection, assetIds=new[:1000]
+            )
         log.info("collection.assets_added", collection_id=collection.id, added=len(new))
         return len(new)
 
@@ -181,6 +196,12 @@ class CollectionService:
             raise NotFound(f"asset {asset_id} is not in collection {collection_id}")
         self._touch(principal, collection)
         await self.session.flush()
+        await self.events.record(
+            principal,
+            EventType.collection_asset_removed,
+            asset_id=asset_id,
+            details={"collectionId": collection.id},
+        )
         log.info("collection.asset_removed", collection_id=collection.id, asset_id=asset_id)
 
     # -- access -------------------------------------------------------------------------------
@@ -219,6 +240,13 @@ class CollectionService:
             raise Forbidden("only an admin can remove every security template from a collection")
         await self.repository.set_templates(principal.tenant.id, collection.id, template_ids)
         collection.security_template_ids = template_ids
+
+    async def _record(
+        self, principal: Principal, event_type: EventType, collection: Collection, **details: Any
+    ) -> None:
+        await self.events.record(
+            principal, event_type, details={"collectionId": collection.id, **details}
+        )
 
     def _touch(self, principal: Principal, collection: Collection) -> None:
         collection.modified_at = utcnow()

@@ -22,6 +22,11 @@ class EventType(enum.StrEnum):
     key_created = "key.created"
     key_revoked = "key.revoked"
     package_installed = "package.installed"
+    collection_created = "collection.created"
+    collection_updated = "collection.updated"
+    collection_deleted = "collection.deleted"
+    collection_assets_added = "collection.assets_added"
+    collection_asset_removed = "collection.asset_removed"
 
 
 class Event(IDModel, TimestampedModel, TenantOwned, Base):
