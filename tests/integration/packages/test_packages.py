@@ -25,9 +25,7 @@ def sample(tmp_path: Path) -> PackageBuilder:
     builder.collection(C1, "starter kit", "all of it")
     builder.add(A1, jpeg(tmp_path), "logo.jpg", type="image", collections=[C1], tags=["brand"])
     builder.add(A2, b"echo hello\n", "setup.sh", type="script", dependsOn=[A1])
-    builder.add(
-        A3, None, type="other", kind="LINK", url="https://example.com/docs", dependsOn=[A2]
-    )
+    builder.add(A3, None, type="other", kind="LINK", url="https://example.com/docs", dependsOn=[A2])
     return builder
 
 
@@ -60,7 +58,8 @@ class TestRoundTrip:
         assert installed.status_code == 200, installed.text
         assert installed.json()["status"] == "INSTALLED"
         logo = (await client.get(f"/v1/assets/{A1}", headers=h)).json()
-        assert logo["type"] == "image" and logo["tags"] == ["brand"]
+        assert logo["type"] == "image"
+        assert logo["tags"] == ["brand"]
         link = (await client.get(f"/v1/assets/{A3}", headers=h)).json()
         assert link["url"] == "https://example.com/docs"
         deps = (await client.get(f"/v1/assets/{A2}/dependencies", headers=h)).json()
@@ -80,7 +79,8 @@ class TestRoundTrip:
         assert exported.status_code == 200, exported.text
         with zipfile.ZipFile(io.BytesIO(exported.content)) as archive:
             names = sorted(archive.namelist())
-        assert names[0].startswith("files/") and "manifest.json" in names
+        assert names[0].startswith("files/")
+        assert "manifest.json" in names
         assert len([n for n in names if n.startswith("files/")]) == 2  # A1 and A2 by dependency
 
         elsewhere = await upload_package(client, other_tenant.headers, exported.content)
