@@ -3,6 +3,7 @@ scopes and tenant walls."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
 from pathlib import Path
@@ -117,9 +118,7 @@ class TestConflicts:
         await installed(client, h, two_assets())
         builder = two_assets()
         builder.files[f"files/{A1}/one.txt"] = b"one, revised\n"
-        builder.entries[0]["file"]["sha256"] = (
-            __import__("hashlib").sha256(b"one, revised\n").hexdigest()
-        )
+        builder.entries[0]["file"]["sha256"] = hashlib.sha256(b"one, revised\n").hexdigest()
         builder.entries[0]["file"]["size"] = len(b"one, revised\n")
         result = await installed(client, h, builder)
         assert codes(result) == {A1: "UPDATED", A2: "UNCHANGED"}
