@@ -159,3 +159,11 @@ def _unique(what: str, values: list[str]) -> None:
 def manifest_json_schema() -> dict[str, Any]:
     """The JSON Schema of manifest.json, as published in docs/packages.schema.json."""
     return Manifest.model_json_schema(by_alias=True)
+
+
+if __name__ == "__main__":  # python -m assetd.packages.manifest > docs/packages.schema.json
+    import json
+    import sys
+
+    json.dump(manifest_json_schema(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
