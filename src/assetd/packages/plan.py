@@ -93,7 +93,7 @@ class TenantView:
     asset_origins: dict[str, tuple[str, int | None]] = field(default_factory=dict)
     collections: dict[str, ExistingCollection] = field(default_factory=dict)
     collection_origins: dict[str, str] = field(default_factory=dict)
-    # Ids held by rows of other tenants: a package cannot reuse them here.
+    # Ids some row holds (another tenant's, or a pending upload's): a new row can't reuse them.
     taken_ids: frozenset[str] = frozenset()
     known_blobs: frozenset[str] = frozenset()
 

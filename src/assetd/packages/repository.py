@@ -93,13 +93,13 @@ class PackageFactsRepository:
             found.update((await self.session.execute(stmt)).scalars())
         return found
 
-    # cross-tenant: an id another tenant holds cannot be given to a new row here; only the
-    # ids, never the rows, leave this function.
-    async def taken_ids(self, tenant_id: str, ids: Iterable[str]) -> set[str]:
+    # An id any row holds, in any tenant, cannot be given to a new row; only the ids leave.
+    # cross-tenant: ids are global primary keys.
+    async def taken_ids(self, ids: Iterable[str]) -> set[str]:
         taken: set[str] = set()
         for batch in _batches(ids):
             for model in (Asset, Collection):
-                stmt = sa.select(model.id).where(model.id.in_(batch), model.tenant_id != tenant_id)
+                stmt = sa.select(model.id).where(model.id.in_(batch))
                 taken.update((await self.session.execute(stmt)).scalars())
         return taken
 

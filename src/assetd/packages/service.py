@@ -316,7 +316,7 @@ class PackageService:
             asset_origins=origins,
             collections=collections,
             collection_origins=collection_origins,
-            taken_ids=frozenset(await facts.taken_ids(tenant_id, new_ids)),
+            taken_ids=frozenset(await facts.taken_ids(new_ids)),
             known_blobs=frozenset(
                 await facts.known_blobs(tenant_id, [f.sha256 for f in inspection.files.values()])
             ),
@@ -547,6 +547,9 @@ class PackageService:
         package.installed_by = principal.actor
         package.report = render_report(plan, index.unused, installed=True)
         await session.flush()
+        if not plan.changes:
+            # A package whose every entry is already here: marked installed, nothing happened.
+            return package
         await EventService(session, assets.jobs).record(
             principal,
             EventType.package_installed,
@@ -574,7 +577,11 @@ class PackageService:
             security = SecurityTemplateService(session)
             ids = await self._select(session, principal, assets, selection)
             condition = security.visibility_condition(principal, Action.download)
-            rows = {a.id: a for a in await facts.assets(tenant_id, ids, condition)}
+            rows = {
+                a.id: a
+                for a in await facts.assets(tenant_id, ids, condition)
+                if a.state is AssetState.active
+            }
             missing = [i for i in ids if i not in rows]
             if missing:
                 raise Unprocessable(

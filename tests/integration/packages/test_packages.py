@@ -72,6 +72,11 @@ class TestRoundTrip:
         second = await upload_package(client, h, sample(tmp_path).zip())
         codes = {r["resultCode"] for r in second.json()["report"]["records"]}
         assert codes == {"UNCHANGED"}, second.json()["report"]
+        assert (await install(client, h, second.json()["id"])).status_code == 200
+        events = await client.get("/v1/events", params={"q": "type:package.installed"}, headers=h)
+        [event] = events.json()["items"]
+        assert event["details"]["packageId"] == package["id"]
+        assert event["details"]["created"] == 4  # three assets and a collection
 
         exported = await client.post(
             "/v1/packages/export", json={"assetIds": [A3], "name": "again"}, headers=h
