@@ -1,0 +1,66 @@
+"""Packages on the S3 blob store (moto on 127.0.0.1): the zip is read by ranged GETs."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from assetd.app import create_app
+from assetd.config import Settings
+from assetd.db.session import Database
+from assetd.maintenance import check_consistency
+from assetd.storage.s3 import S3BlobStorage
+from tests.factories import TenantCredentials
+from tests.integration.packages.conftest import PackageBuilder, install, jpeg, upload_package
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def s3_client(
+    db: Database, settings: Settings, s3_storage: S3BlobStorage
+) -> AsyncIterator[httpx.AsyncClient]:
+    app: FastAPI = create_app(settings, storage=s3_storage)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+
+
+async def test_report_install_export_and_refusal_on_s3(
+    s3_client: httpx.AsyncClient,
+    tenant: TenantCredentials,
+    s3_storage: S3BlobStorage,
+    db: Database,
+    tmp_path: Path,
+) -> None:
+    h = tenant.headers
+    builder = PackageBuilder()
+    builder.add("0190aa00000000000000f001", jpeg(tmp_path, 640, 480), "photo.jpg", type="image")
+    builder.add("0190aa00000000000000f002", b"#!/bin/sh\n", "run.sh", type="script")
+    uploaded = await upload_package(s3_client, h, builder.zip())
+    assert uploaded.status_code == 201, uploaded.text
+    assert uploaded.json()["report"]["status"] == "READY"
+    done = await install(s3_client, h, uploaded.json()["id"])
+    assert done.status_code == 200, done.text
+
+    exported = await s3_client.post(
+        "/v1/packages/export", json={"q": "type:(image,script)"}, headers=h
+    )
+    assert exported.status_code == 200, exported.text
+    with zipfile.ZipFile(io.BytesIO(exported.content)) as archive:
+        assert archive.testzip() is None
+        assert len(archive.namelist()) == 3
+
+    before = sorted(info.key for info in s3_storage.list())
+    refused = await upload_package(s3_client, h, b"PK\x05\x06" + bytes(18))
+    assert refused.status_code == 422
+    assert sorted(info.key for info in s3_storage.list()) == before
+    report = await check_consistency(db, s3_storage, verify_hashes=True)
+    assert report.ok, report
