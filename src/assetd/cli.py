@@ -23,8 +23,10 @@ from assetd.logging import configure_logging
 app = typer.Typer(no_args_is_help=True, help="assetd: a multi-tenant digital asset service.")
 tenant_app = typer.Typer(no_args_is_help=True, help="Manage tenants.")
 key_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
+package_app = typer.Typer(no_args_is_help=True, help="Upload, install and export packages.")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(key_app, name="key")
+app.add_typer(package_app, name="package")
 console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -507,3 +509,70 @@ def restore(asset_id: str) -> None:
     with _client() as client:
         _api(lambda: client.restore(asset_id))
     console.print(f"restored {asset_id}")
+
+
+def _print_report(package: dict[str, Any]) -> None:
+    report = package["report"]
+    summary = ", ".join(f"{count} {code}" for code, count in report["summary"].items() if count)
+    console.print(f"package {package['id']}: {report['status']} ({summary or 'empty'})")
+    for record in report["records"]:
+        if record["resultCode"] in ("CONFLICT", "ERROR"):
+            messages = "; ".join(record["messages"])
+            console.print(f"  {record['resultCode']} {record['assetId']}: {messages}")
+    for blocker in report["blockers"]:
+        console.print(f"  blocked: {blocker}")
+
+
+@package_app.command("upload")
+def package_upload(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    install: Annotated[bool, typer.Option(help="Install at once when the report allows.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Upload a package and show its import report (nothing changes without --install)."""
+    with _client() as client:
+        package = _api(lambda: client.upload_package(path))
+        if install and package["report"]["status"] == "READY":
+            package = _api(lambda: client.install_package(package["id"]))
+    if as_json:
+        console.print_json(json.dumps(package))
+    else:
+        _print_report(package)
+
+
+@package_app.command("install")
+def package_install(
+    package_id: str,
+    on_conflict: Annotated[str, typer.Option(help="fail, skip or overwrite")] = "fail",
+    ignore_unresolved: bool = False,
+) -> None:
+    """Install an uploaded package: every entry or none."""
+    with _client() as client:
+        package = _api(
+            lambda: client.install_package(
+                package_id, on_conflict=on_conflict, ignore_unresolved=ignore_unresolved
+            )
+        )
+    _print_report(package)
+
+
+@package_app.command("export")
+def package_export(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the zip.")],
+    ids: Annotated[list[str] | None, typer.Option("--id", help="An asset id (repeat).")] = None,
+    collection: Annotated[str | None, typer.Option(help="A collection id.")] = None,
+    q: Annotated[str | None, typer.Option("--q", help="A query, e.g. 'type:image'.")] = None,
+    name: str = "export",
+    version: str = "1.0",
+) -> None:
+    """Export assets (ids, a collection or a query) and what they depend on as a package."""
+    selection: dict[str, Any] = {"name": name, "version": version}
+    if ids:
+        selection["assetIds"] = ids
+    if collection:
+        selection["collectionId"] = collection
+    if q:
+        selection["q"] = q
+    with _client() as client:
+        written = _api(lambda: client.export_package(output, **selection))
+    console.print(f"wrote {written} bytes to {output}")

@@ -284,6 +284,56 @@ class AssetdClient:
         ).json()
         return data
 
+    # -- packages -------------------------------------------------------------------------
+
+    def upload_package(self, path: Path) -> dict[str, Any]:
+        """Send a package zip (streamed); the answer holds the import report. Installs nothing."""
+
+        def chunks() -> Iterator[bytes]:
+            with open(path, "rb") as handle:
+                while chunk := handle.read(UPLOAD_CHUNK_BYTES):
+                    yield chunk
+
+        headers = {
+            "Content-Type": "application/zip",
+            "Content-Length": str(path.stat().st_size),
+        }
+        response = self._http.post(
+            "/v1/packages", params={"filename": path.name}, content=chunks(), headers=headers
+        )
+        data: dict[str, Any] = self._check(response).json()
+        return data
+
+    def install_package(
+        self,
+        package_id: str,
+        *,
+        on_conflict: str = "fail",
+        ignore_unresolved: bool = False,
+        resolutions: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        body = {
+            "onConflict": on_conflict,
+            "ignoreUnresolved": ignore_unresolved,
+            "resolutions": resolutions or {},
+        }
+        response = self._http.post(f"/v1/packages/{package_id}/install", json=body)
+        data: dict[str, Any] = self._check(response).json()
+        return data
+
+    def export_package(self, destination: Path, **selection: Any) -> int:
+        """Stream an export (assetIds=[…], collectionId=…, or q=…) to destination; bytes."""
+        written = 0
+        with self._http.stream("POST", "/v1/packages/export", json=selection) as response:
+            if response.status_code >= 400:
+                response.read()
+                self._check(response)
+            with open(destination, "wb") as handle:
+                for chunk in response.iter_bytes(UPLOAD_CHUNK_BYTES):
+                    handle.write(chunk)
+                    written += len(chunk)
+        return written
+
 
 def _default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")

@@ -3,11 +3,13 @@ against a real server."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import struct
 import time
+import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -348,3 +350,42 @@ class TestMaintenanceCommands:
         assert report["ok"] is False
         key = blob_files[0].relative_to(migrated.data_dir / "blobs").as_posix()
         assert report["missing"] == [key]
+
+
+class TestPackages:
+    def test_upload_install_export_through_the_cli(self, cli: Cli, tmp_path: Path) -> None:
+        content = b"#!/bin/sh\necho installed\n"
+        manifest = {
+            "formatVersion": 1,
+            "name": "cli-kit",
+            "version": "1",
+            "entries": [
+                {
+                    "id": "0190aa00000000000000cc01",
+                    "type": "script",
+                    "file": {
+                        "path": "files/run.sh",
+                        "sha256": hashlib.sha256(content).hexdigest(),
+                    },
+                }
+            ],
+        }
+        package = tmp_path / "kit.zip"
+        with zipfile.ZipFile(package, "w") as archive:
+            archive.writestr("manifest.json", json.dumps(manifest))
+            archive.writestr("files/run.sh", content)
+        exported = tmp_path / "out.zip"
+        with run_server(cli.data_dir, database_url=cli.env["ASSETD_DATABASE_URL"]) as server:
+            cli.env["ASSETD_URL"] = server.url
+            cli.env["ASSETD_API_KEY"] = server.key
+            report = cli.json("package", "upload", str(package), "--json")
+            assert report["report"]["status"] == "READY"
+            installed = cli.ok("package", "install", report["id"]).stdout
+            assert "INSTALLED (1 created)" in installed
+            again = cli.ok("package", "upload", str(package), "--install").stdout
+            assert "1 unchanged" in again
+            cli.ok("package", "export", "-o", str(exported), "--q", "type:script")
+            assert_one_line_error(cli("package", "install", "0" * 24), "404")
+        with zipfile.ZipFile(exported) as archive:
+            names = archive.namelist()
+            assert archive.read(names[1]) == content
