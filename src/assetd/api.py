@@ -10,6 +10,7 @@ from assetd.collections.routes import router as collections_router
 from assetd.compat.asset_upload import router as asset_upload_router
 from assetd.compat.edge_assets import router as edge_assets_router
 from assetd.compat.media import router as media_router
+from assetd.compat.mobile_tools import router as mobile_tools_router
 from assetd.compat.partner_assets import router as partner_assets_router
 from assetd.events.routes import router as events_router
 from assetd.jobs.routes import router as jobs_router
@@ -40,4 +41,5 @@ compat_routers: list[APIRouter] = [
     asset_upload_router,
     partner_assets_router,
     edge_assets_router,
+    mobile_tools_router,
 ]
