@@ -3,7 +3,7 @@ asset dependencies. HTTP only: parse, authorize, call the service, shape."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -44,6 +44,24 @@ Installer = Annotated[Principal, Depends(require_scope(INSTALL))]
 Context = Annotated[AppContext, Depends(get_context)]
 
 ZIP = "application/zip"
+PACKAGE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
+            ZIP: {
+                "schema": {"type": "string", "format": "binary"},
+                "description": "The zip as the raw body; name it with ?filename=.",
+            },
+        },
+    }
+}
 
 
 def package_service(context: AppContext) -> PackageService:
@@ -124,6 +142,7 @@ async def receive_package(
     status_code=201,
     response_model=PackageRead,
     summary="Upload a package: it is kept as an artifact and reported on; nothing is installed",
+    openapi_extra=PACKAGE_BODY,
     responses={422: {"description": "A hostile or broken zip; `problems` lists why."}},
 )
 async def upload_package(
