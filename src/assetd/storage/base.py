@@ -128,6 +128,15 @@ class MultipartStorage(Protocol):
 
 
 @runtime_checkable
+class ReadableUploads(Protocol):
+    """A store whose staged uploads can be read back while parts still arrive (local, memory)."""
+
+    def read_upload_into(self, handle: str, start: int, buffer: memoryview) -> int:
+        """Fill `buffer` with the staged upload's bytes from `start`, as written so far;
+        returns how many there were."""
+
+
+@runtime_checkable
 class BlobStorage(MultipartStorage, Protocol):
     def writer(self) -> BlobWriter: ...
 

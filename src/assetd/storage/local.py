@@ -9,6 +9,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -157,8 +158,10 @@ class LocalBlobStorage:
         size = path.stat().st_size
         if size < offset:
             raise ValueError(f"upload {handle} holds {size} bytes, not {offset}")
-        # Bytes past offset were never acknowledged (a crash mid-append): they go.
-        return LocalPartWriter(path, 0, offset, with_etag=False, rollback=True)
+        # Bytes past offset were never acknowledged (a crash mid-append): they go. No fsync
+        # per append: tus appends come one after another, so each would wait for the disk
+        # (measured: 235 -> 198 MiB/s); the last one's publish makes the file durable.
+        return LocalPartWriter(path, 0, offset, with_etag=False, rollback=True, sync=False)
 
     def complete_upload(
         self, handle: str, parts: builtins.list[PartInfo] | None
@@ -175,6 +178,13 @@ class LocalBlobStorage:
 
     def abort_upload(self, handle: str) -> None:
         self.upload_path(handle).unlink(missing_ok=True)
+
+    def read_upload_into(self, handle: str, start: int, buffer: memoryview) -> int:
+        fd = os.open(self.upload_path(handle), os.O_RDONLY)
+        try:
+            return os.preadv(fd, [buffer], start)
+        finally:
+            os.close(fd)
 
     def list_uploads(self) -> Iterator[BlobInfo]:
         for path in (self.root / UPLOADS_DIR).iterdir():
@@ -195,9 +205,10 @@ class LocalPartWriter:
         *,
         with_etag: bool = True,
         rollback: bool = False,
+        sync: bool = True,
     ) -> None:
         try:
-            self._file: BinaryIO | None = open(path, "r+b")
+            self._fd: int | None = os.open(path, os.O_RDWR)
         except FileNotFoundError:
             raise BlobNotFound(path.name) from None
         self._offset = offset
@@ -207,39 +218,64 @@ class LocalPartWriter:
             # One append at a time per upload, across processes; the kernel drops the lock
             # if this process dies, so a crash never blocks the resume.
             try:
-                fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                self._file.close()
+                os.close(self._fd)
                 raise UploadBusy(f"upload {path.name} is receiving another request") from None
-            self._file.truncate(offset)
-        self._file.seek(offset)
+            os.ftruncate(self._fd, offset)
         self._number = number
         self._size = 0
+        self._sync = sync
         # S3 names a part by its MD5; doing the same lets clients check parts the same way.
         self._md5 = hashlib.md5(usedforsecurity=False) if with_etag else None
+        # MD5 runs at ~800 MiB/s on one core: hashed in a thread of its own while this one
+        # writes (both release the GIL), so a batch costs the slower of the two, not the sum.
+        self._hasher = ThreadPoolExecutor(1, "assetd-part-md5") if with_etag else None
 
     def write(self, data: bytes) -> None:
-        if self._file is None:
+        if self._fd is None:
             raise ValueError("writer is closed")
-        self._file.write(data)
-        if self._md5 is not None:
-            self._md5.update(data)
-        self._size += len(data)
+        hashing = None
+        if self._hasher is not None and self._md5 is not None:
+            hashing = self._hasher.submit(self._md5.update, data)
+        try:
+            # pwrite, unbuffered: once write() returns the bytes are in the page cache, where
+            # the upload's prefix hasher may read them back.
+            view = memoryview(data)
+            while view:
+                done = os.pwrite(self._fd, view, self._offset + self._size)
+                self._size += done
+                view = view[done:]
+        finally:
+            if hashing is not None:
+                hashing.result()
 
     def finish(self) -> PartInfo:
-        if self._file is None:
+        if self._fd is None:
             raise ValueError("writer is closed")
-        self._file.close()
-        self._file = None
+        # Durable before the part is acknowledged; one fsync per part also spreads the
+        # writeback over the upload instead of leaving it all to the final publish.
+        if self._sync:
+            # Durable before the part is acknowledged. One fsync per part also spreads the
+            # writeback over the upload, where the parallel parts hide it, instead of leaving
+            # it all to the publish at complete.
+            os.fsync(self._fd)
+        self._close()
         etag = self._md5.hexdigest() if self._md5 is not None else ""
         return PartInfo(self._number, self._size, etag)
 
     def abort(self) -> None:
-        if self._file is not None:
+        if self._fd is not None:
             if self._rollback:
-                self._file.truncate(self._offset)
-            self._file.close()
-            self._file = None
+                os.ftruncate(self._fd, self._offset)
+            self._close()
+
+    def _close(self) -> None:
+        if self._hasher is not None:
+            self._hasher.shutdown(wait=False)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class LocalAssembledUpload:

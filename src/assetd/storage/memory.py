@@ -142,6 +142,12 @@ class InMemoryBlobStorage:
     def abort_upload(self, handle: str) -> None:
         self.uploads.pop(handle, None)
 
+    def read_upload_into(self, handle: str, start: int, buffer: memoryview) -> int:
+        with self.lock:
+            data = self._upload(handle)[start : start + len(buffer)]
+        buffer[: len(data)] = data
+        return len(data)
+
     def list_uploads(self) -> Iterator[BlobInfo]:
         for handle, (data, at) in list(self.uploads.items()):
             yield BlobInfo(handle, len(data), at)

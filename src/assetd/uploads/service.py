@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import anyio.to_thread
@@ -47,12 +48,19 @@ from assetd.storage.base import (
     InvalidParts,
     MultipartStorage,
     PartInfo,
+    ReadableUploads,
 )
 from assetd.templates.models import Action
 from assetd.tenants.service import TenantService, TenantSnapshot
 from assetd.uploads.models import UploadPart, UploadProtocol, UploadSession, UploadState
 from assetd.uploads.repository import UploadPartRepository, UploadSessionRepository
-from assetd.uploads.streaming import RunningDigests, digest, read_head, stream_into
+from assetd.uploads.streaming import (
+    PrefixDigests,
+    RunningDigests,
+    digest,
+    read_head,
+    stream_into,
+)
 
 log = structlog.get_logger()
 
@@ -348,26 +356,38 @@ class UploadService:
         async with self.db.session() as session:
             await UploadPartRepository(session).forget(upload.tenant_id, upload.id, number)
         offset = (number - 1) * upload.part_size_bytes
-        writer = await anyio.to_thread.run_sync(
-            self.storage.part_writer, upload.storage_handle, number, offset
-        )
-        info, received_sha256 = await stream_into(
-            writer,
-            chunks,
-            limit=size,
-            on_limit=lambda: PayloadTooLarge(
-                f"part {number} {limit_text}; more arrived", limit=size
-            ),
-            want_sha256=sha256 is not None,
-        )
-        if upload.size_exact and info.size_bytes != size:
-            raise InvalidInput(f"part {number} must be {size} bytes, {info.size_bytes} arrived")
-        if md5 is not None and md5 != info.etag:
-            raise DigestMismatch(f"part {number}: MD5 is {info.etag}, Content-MD5 said {md5}")
-        if sha256 is not None and sha256 != received_sha256:
-            raise DigestMismatch(
-                f"part {number}: SHA-256 is {received_sha256}, the checksum header said {sha256}"
+        prefix = self._prefix(upload)
+        if prefix is not None:
+            prefix.started(number)
+        try:
+            writer = await anyio.to_thread.run_sync(
+                self.storage.part_writer, upload.storage_handle, number, offset
             )
+            info, received_sha256 = await stream_into(
+                writer,
+                chunks,
+                limit=size,
+                on_limit=lambda: PayloadTooLarge(
+                    f"part {number} {limit_text}; more arrived", limit=size
+                ),
+                want_sha256=sha256 is not None,
+                on_written=partial(prefix.progress, number) if prefix is not None else None,
+            )
+            if upload.size_exact and info.size_bytes != size:
+                raise InvalidInput(f"part {number} must be {size} bytes, {info.size_bytes} arrived")
+            if md5 is not None and md5 != info.etag:
+                raise DigestMismatch(f"part {number}: MD5 is {info.etag}, Content-MD5 said {md5}")
+            if sha256 is not None and sha256 != received_sha256:
+                raise DigestMismatch(
+                    f"part {number}: SHA-256 is {received_sha256}, "
+                    f"the checksum header said {sha256}"
+                )
+        except BaseException:
+            if prefix is not None:
+                prefix.failed(number)
+            raise
+        if prefix is not None:
+            prefix.finished(number, info.etag)
         async with self.db.session() as session:
             current = await UploadSessionRepository(session).find_any_tenant(upload_id)
             if current is None:
@@ -388,6 +408,16 @@ class UploadService:
             await self._claim(upload)
             await self._finish(principal, upload, [info], upload.sha256)
         return info
+
+    def _prefix(self, upload: UploadSession) -> PrefixDigests | None:
+        """This process's hasher of the upload's prefix, when the store can read parts back."""
+        if self.digests is None or not isinstance(self.storage, ReadableUploads):
+            return None
+        return self.digests.prefix(
+            upload.id,
+            partial(self.storage.read_upload_into, upload.storage_handle),
+            upload.part_size_bytes,
+        )
 
     async def _creator(self, upload: UploadSession) -> Principal:
         """Who completes a self-completing upload: its creator, authorized when it began."""
@@ -459,7 +489,11 @@ class UploadService:
             await self._fail(upload, "the parts could not be assembled")
             raise
         known = self.digests.finished(upload.id, upload.size_bytes) if self.digests else None
+        prefix = self.digests.take_prefix(upload.id) if self.digests else None
         try:
+            if known is None and prefix is not None and parts is not None:
+                # Parts hashed while they arrived: only the rest is read now.
+                known = await anyio.to_thread.run_sync(prefix.finish, parts, assembled.size_bytes)
             if known is not None:
                 sha, md5 = known
                 head = await anyio.to_thread.run_sync(read_head, assembled)
