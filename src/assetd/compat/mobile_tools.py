@@ -329,6 +329,8 @@ def package_upload(package: Package, report: dict[str, Any]) -> PackageUpload:
             type=_type_name(node["type"]),
         )
 
+    # The package's assets whose tenant copy is in the trash (a CONFLICT the report names).
+    trashed = {r["assetId"] for r in report.get("records", []) if r.get("reason") == "trashed"}
     grouped: dict[str, list[AssetDependency]] = {key: [] for key in TYPE_KEYS.values()}
     for node in nodes.values():
         shipped = node["qualifier"] == "package"
@@ -340,6 +342,8 @@ def package_upload(package: Package, report: dict[str, Any]) -> PackageUpload:
             AssetDependency(
                 id=node["id"],
                 name=node["name"],
+                desc=node.get("description") or None,
+                in_trash=node["id"] in trashed,
                 # What the package ships is at the package's version; a tenant asset has
                 # revisions, not a version the report knows.
                 version=version if shipped else None,
@@ -354,6 +358,7 @@ def package_upload(package: Package, report: dict[str, Any]) -> PackageUpload:
         CollectionDependency(
             id=c["collectionId"],
             name=c["name"],
+            desc=c.get("description") or None,
             version=version,
             resolved_to=c.get("resolvedTo"),
         )

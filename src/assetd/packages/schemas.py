@@ -24,7 +24,12 @@ class ImportRecord(CamelModel):
     asset_id: str = Field(description="The entry's id in the package.")
     asset_type: str
     name: str
+    description: str = ""
     result_code: str = Field(description="CREATED, UPDATED, UNCHANGED, CONFLICT or ERROR.")
+    reason: str | None = Field(
+        None,
+        description="Why a CONFLICT (even one resolved): trashed, changed_locally, forbidden.",
+    )
     resolved_to: str | None = Field(
         description="The tenant's id for the asset when it differs from the package's."
     )
@@ -34,7 +39,9 @@ class ImportRecord(CamelModel):
 class CollectionRecord(CamelModel):
     collection_id: str
     name: str
+    description: str = ""
     result_code: str
+    reason: str | None = Field(None, description="Why a CONFLICT: forbidden, name_taken.")
     resolved_to: str | None
     messages: list[str]
 
@@ -43,6 +50,7 @@ class DependencyNode(CamelModel):
     id: str
     resolved_to: str | None
     name: str
+    description: str = ""
     type: str
     qualifier: str = Field(
         description="package: an entry of this package; tenant: already in the tenant."

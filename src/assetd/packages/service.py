@@ -438,6 +438,8 @@ class PackageService:
                 report=report,
             )
         if not plan.changes and package.status is PackageStatus.installed:
+            # Nothing to write: answer with this report (all UNCHANGED), not the stored one.
+            package.report = render_report(plan, index.unused, installed=True)
             return package, plan
 
         staged = await anyio.to_thread.run_sync(self._stage, key, package.size_bytes, plan)
@@ -737,7 +739,9 @@ def render_report(plan: Plan, unused: list[str], *, installed: bool = False) -> 
                 "assetId": item.entry.id,
                 "assetType": item.entry.type.value,
                 "name": item.entry.name,
+                "description": item.entry.description,
                 "resultCode": item.code.value,
+                "reason": item.reason.value if item.reason is not None else None,
                 "resolvedTo": item.resolved_to,
                 "messages": item.messages,
             }
@@ -747,7 +751,9 @@ def render_report(plan: Plan, unused: list[str], *, installed: bool = False) -> 
             {
                 "collectionId": item.source_id,
                 "name": item.name,
+                "description": item.description,
                 "resultCode": item.code.value,
+                "reason": item.reason.value if item.reason is not None else None,
                 "resolvedTo": item.resolved_to,
                 "messages": item.messages,
             }

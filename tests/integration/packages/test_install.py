@@ -66,6 +66,7 @@ class TestConflicts:
         assert (await client.delete(f"/v1/assets/{A1}", headers=h)).status_code in (200, 204)
         package = await uploaded(client, h, two_assets("second"))
         assert codes(package)[A1] == "CONFLICT"
+        assert package["report"]["records"][0]["reason"] == "trashed"
         assert package["report"]["status"] == "BLOCKED"
 
         refused = await install(client, h, package["id"])

@@ -69,6 +69,7 @@ class TestRoundTrip:
 
         again = await install(client, h, package["id"])
         assert again.status_code == 200, again.text
+        assert {r["resultCode"] for r in again.json()["report"]["records"]} == {"UNCHANGED"}
         second = await upload_package(client, h, sample(tmp_path).zip())
         codes = {r["resultCode"] for r in second.json()["report"]["records"]}
         assert codes == {"UNCHANGED"}, second.json()["report"]
