@@ -38,6 +38,19 @@ def decoded(data: bytes) -> pyvips.Image:
     return pyvips.Image.new_from_buffer(data, "")
 
 
+def detailed_jpeg(directory: Path, width: int, height: int, orientation: int) -> Path:
+    """A JPEG with detail at every scale (4 px blocks and per-pixel noise): a picture decoded
+    too small and enlarged again differs visibly from one shrunk properly."""
+    blocks = pyvips.Image.gaussnoise(width // 4, height // 4, sigma=60, mean=128, seed=1)
+    fine = pyvips.Image.gaussnoise(width, height, sigma=40, mean=128, seed=2)
+    image = blocks.resize(4, kernel="nearest").bandjoin([fine, fine]).cast("uchar")
+    image = image.copy(interpretation="srgb")
+    image.set_type(pyvips.GValue.gint_type, "orientation", orientation)
+    out = directory / "detailed.jpg"
+    image.jpegsave(str(out), Q=90)
+    return out
+
+
 class TestPresets:
     def test_each_preset_shrinks_the_long_side_to_its_size(self, tmp_path: Path) -> None:
         big = make_image(tmp_path, "png", width=3000, height=2000)
@@ -148,6 +161,66 @@ class TestHostileInput:
         junk.write_bytes(b"\x00" * 4096)
         with pytest.raises(ImagingError):
             make_preset(junk, "video/mp4", "thumb")
+
+
+class TestJpegShrinkOnLoad:
+    """A JPEG thumbnail of at most 1/8 of the picture is decoded at 1/8 (as Pillow's draft()
+    does), then resized: the same picture as libvips' own thumbnail(), cheaper."""
+
+    @pytest.mark.parametrize(
+        ("width", "height", "fit"),
+        [
+            (256, None, "inside"),
+            (None, 150, "inside"),
+            (300, 300, "cover"),
+            (300, 300, "contain"),
+            (120, None, "inside"),
+            (700, 700, "inside"),
+        ],
+    )
+    @pytest.mark.parametrize("orientation", [1, 6])
+    def test_the_result_is_libvips_own_thumbnail(
+        self,
+        tmp_path: Path,
+        width: int | None,
+        height: int | None,
+        fit: str,
+        orientation: int,
+    ) -> None:
+        photo = detailed_jpeg(tmp_path, 3000, 2000, orientation)
+        made = transform(photo, "image/jpeg", width, height, fit, "png")  # type: ignore[arg-type]
+        options: dict[str, object] = {"size": "both" if fit != "inside" else "down"}
+        if fit == "cover":
+            options["crop"] = "centre"
+        reference = pyvips.Image.thumbnail(
+            str(photo), width or MAX_OUTPUT_SIDE, height=height or MAX_OUTPUT_SIDE, **options
+        )
+        if fit == "contain":
+            reference = reference.gravity(
+                "centre", width, height, extend="background", background=[0, 0, 0]
+            )
+        found = decoded(made.data)
+        assert (found.width, found.height) == (reference.width, reference.height)
+        assert (made.width, made.height) == (reference.width, reference.height)
+        # The same picture, turned the same way: ~2 levels apart on average (the two DCT
+        # scales resample the noise differently); decoded too small and enlarged, 10 or more.
+        difference = (found[:3].cast("float") - reference[:3].cast("float")).abs().avg()
+        assert difference < 4.0
+
+    def test_a_turned_photo_is_shrunk_by_its_shown_sides(self, tmp_path: Path) -> None:
+        # Stored 2400×1600, shown 1600×2400: 250 px wide is more than 1/8 of the shown
+        # width, though less than 1/8 of the stored one (300×200 turned would be too narrow).
+        photo = make_jpeg_with_exif(tmp_path, width=2400, height=1600, orientation=6)
+        image = transform(photo, "image/jpeg", 250, None, "inside", "jpeg")
+        assert (image.width, image.height) == (250, 375)
+        assert (decoded(image.data).width, decoded(image.data).height) == (250, 375)
+        thumb = make_preset(photo, "image/jpeg", "thumb")
+        assert (thumb.width, thumb.height) == (100, 150)
+
+    def test_a_jpeg_is_never_enlarged(self, tmp_path: Path) -> None:
+        photo = make_jpeg_with_exif(tmp_path, width=640, height=480, orientation=1)
+        image = transform(photo, "image/jpeg", 2000, None, "inside", "jpeg")
+        assert (image.width, image.height) == (640, 480)
 
 
 class TestTransform:

@@ -15,9 +15,17 @@ from assetd.storage.keys import blob_key
 
 
 async def rendition_response(
-    request: Request, storage: BlobStorage, asset: Asset, rendition: Rendition
+    request: Request,
+    storage: BlobStorage,
+    asset: Asset,
+    rendition: Rendition,
+    data: bytes | None = None,
 ) -> Response:
-    """The rendition's bytes; cacheable by anyone for PUBLIC assets, privately otherwise."""
+    """The rendition's bytes; cacheable by anyone for PUBLIC assets, privately otherwise.
+
+    ``data``: the rendition's bytes when the caller has them (it just made them); otherwise
+    they are read from the store.
+    """
     etag = f'"{rendition.sha256}"'
     headers = {
         "ETag": etag,
@@ -31,7 +39,8 @@ async def rendition_response(
     headers["Content-Length"] = str(rendition.size_bytes)
     if request.method == "HEAD":
         return Response(headers=headers, media_type=rendition.mime_type)
-    # Renditions are small (a 2048 px WebP is a few hundred KB): one read, one thread hop.
-    key = blob_key(rendition.tenant_id, rendition.sha256)
-    body = await anyio.to_thread.run_sync(read_all, storage, key)
-    return Response(body, headers=headers, media_type=rendition.mime_type)
+    if data is None:
+        # Renditions are small (a 2048 px WebP is a few hundred KB): one read, one thread hop.
+        key = blob_key(rendition.tenant_id, rendition.sha256)
+        data = await anyio.to_thread.run_sync(read_all, storage, key)
+    return Response(data, headers=headers, media_type=rendition.mime_type)

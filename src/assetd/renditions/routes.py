@@ -238,11 +238,17 @@ async def serve_transform(
     # Always signed, and checked first: nobody makes us burn CPU on sizes we did not issue.
     _check_signature(context, tenant_id, asset_id, spec.key, expires, signature)
     spec.check()
-    asset, _ = await AssetService(session, context.sniffer).find_content(
+    asset, version = await AssetService(session, context.sniffer).find_content(
         tenant_id, asset_id, include_trashed=False
     )
-    rendition = await _maker(request, context).transform(tenant_id, asset, spec)
-    return await rendition_response(request, context.storage, asset, rendition)
+    # The cache is looked up in this request's session; only a miss renders (outside it).
+    cached = await RenditionService(session, context.storage).find_transform(
+        tenant_id, version, spec
+    )
+    if cached is not None:
+        return await rendition_response(request, context.storage, asset, cached)
+    made = await _maker(request, context).transform(tenant_id, asset, spec, version=version)
+    return await rendition_response(request, context.storage, asset, made.rendition, made.data)
 
 
 @router.post(

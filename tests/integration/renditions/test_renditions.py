@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -17,6 +18,8 @@ from fastapi import FastAPI
 from assetd.db.session import Database
 from assetd.maintenance import check_consistency, collect_garbage
 from assetd.renditions.imaging import PRESETS
+from assetd.storage.base import BlobNotFound
+from assetd.storage.keys import blob_key
 from assetd.storage.local import LocalBlobStorage
 from tests.factories import TenantCredentials, add_key, bearer, upload
 from tests.fixtures.real_files import (
@@ -296,6 +299,55 @@ class TestTransform:
         assert sorted(info.key for info in storage.list()) == blobs
         head = await client.head(url)
         assert head.status_code == 200
+        # The first answer sent the bytes it had just made: they are the stored ones.
+        assert first.headers["etag"] == f'"{hashlib.sha256(first.content).hexdigest()}"'
+
+    async def test_a_jpeg_thumbnail_is_made_from_the_stored_file(
+        self, client: httpx.AsyncClient, tenant: TenantCredentials, tmp_path: Path
+    ) -> None:
+        photo = make_jpeg_with_exif(tmp_path, width=3000, height=2000, orientation=6)
+        asset = await uploaded(client, tenant, photo, "PUBLIC", wait=False)
+        response = await transform_url(client, tenant, asset["id"], w=200, fmt="jpeg", q=80)
+        made = await client.get(relative(response.json()["url"]))
+        assert made.status_code == 200, made.text
+        assert size_of(made.content) == (200, 300)  # turned upright, as the camera meant
+
+    async def test_simultaneous_requests_for_one_transform_store_it_once(
+        self,
+        client: httpx.AsyncClient,
+        tenant: TenantCredentials,
+        tmp_path: Path,
+        db: Database,
+        storage: LocalBlobStorage,
+    ) -> None:
+        asset = await uploaded(client, tenant, make_image(tmp_path, "png", 900, 600))
+        response = await transform_url(client, tenant, asset["id"], w=120, fmt="png")
+        url = relative(response.json()["url"])
+        before = len(list(storage.list()))
+        answers = await asyncio.gather(*(client.get(url) for _ in range(3)))
+        assert [answer.status_code for answer in answers] == [200, 200, 200]
+        assert len({answer.content for answer in answers}) == 1
+        assert len({answer.headers["etag"] for answer in answers}) == 1
+        assert len(list(storage.list())) == before + 1
+        report = await check_consistency(db, storage)
+        assert report.ok, report
+
+    async def test_a_source_gone_from_the_store_is_missing_content_not_a_bad_file(
+        self,
+        client: httpx.AsyncClient,
+        tenant: TenantCredentials,
+        tmp_path: Path,
+        storage: LocalBlobStorage,
+    ) -> None:
+        source = make_image(tmp_path, "png", 300, 200)
+        asset = await uploaded(client, tenant, source)
+        response = await transform_url(client, tenant, asset["id"], w=50)
+        sha256 = hashlib.sha256(source.read_bytes()).hexdigest()
+        storage.path_for(blob_key(tenant.id, sha256)).unlink()
+        # BlobNotFound (a 500 "Content missing", which the test client raises instead), not
+        # the 404 of a file that cannot be rendered.
+        with pytest.raises(BlobNotFound):
+            await client.get(relative(response.json()["url"]))
 
     async def test_unsigned_or_tampered_transforms_are_forbidden(
         self, client: httpx.AsyncClient, tenant: TenantCredentials, tmp_path: Path
