@@ -101,6 +101,12 @@ def configure_vips() -> None:
     # Every rendition reads a different file once: the operation cache would only hold memory.
     pyvips.cache_set_max(0)
     pyvips.cache_set_max_mem(0)
+    if "VIPS_CONCURRENCY" not in os.environ:
+        # One thread per image: the cores are shared out between requests and jobs (serve
+        # workers × transform_concurrency), and the JPEG decode that dominates is serial. On 2
+        # cores a 256 px thumbnail then costs ~3% less CPU (18.6 against 19.2 ms) and all four
+        # presets of a 3000×2000 photo take no longer. An operator's VIPS_CONCURRENCY wins.
+        pyvips.concurrency_set(1)
 
 
 def can_render(mime_type: str) -> bool:
