@@ -97,6 +97,7 @@ from fastapi import FastAPI  # noqa: E402
 from assetd.app import create_app  # noqa: E402
 from assetd.config import Settings  # noqa: E402
 from assetd.storage.local import LocalBlobStorage  # noqa: E402
+from assetd.storage.s3 import S3BlobStorage  # noqa: E402
 from tests.factories import TenantCredentials, make_tenant  # noqa: E402
 
 
@@ -141,3 +142,24 @@ async def tenant(db: Database) -> TenantCredentials:
 @pytest.fixture
 async def other_tenant(db: Database) -> TenantCredentials:
     return await make_tenant(db, "globex")
+
+
+@pytest.fixture
+def server_database(database_url: str) -> Iterator[str | None]:
+    """The database a real `assetd serve` of the test uses (see shared_database)."""
+    from tests.server import shared_database
+
+    with shared_database(database_url) as url:
+        yield url
+
+
+@pytest.fixture
+async def s3_client(
+    db: Database, settings: Settings, s3_storage: S3BlobStorage
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API on the S3 blob store (moto's S3 server on 127.0.0.1)."""
+    app: FastAPI = create_app(settings, storage=s3_storage)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http

@@ -254,18 +254,27 @@ class AssetdClient:
         """Write the content (or a byte range of it) to destination; returns bytes written."""
         params = {"version": version} if version else {}
         headers = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else {}
-        written = 0
         url = f"/v1/assets/{asset_id}/content"
         with self._http.stream("GET", url, params=params, headers=headers) as response:
-            if response.status_code >= 400:
-                response.read()
-                self._check(response)
-            with open(destination, "wb") as handle:
-                for chunk in response.iter_bytes(UPLOAD_CHUNK_BYTES):
-                    handle.write(chunk)
-                    written += len(chunk)
-                    if progress:
-                        progress(len(chunk))
+            return self._save(response, destination, progress)
+
+    def _save(
+        self,
+        response: httpx.Response,
+        destination: Path,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Write a streamed answer's body to destination (after checking its status)."""
+        if response.status_code >= 400:
+            response.read()
+            self._check(response)
+        written = 0
+        with open(destination, "wb") as handle:
+            for chunk in response.iter_bytes(UPLOAD_CHUNK_BYTES):
+                handle.write(chunk)
+                written += len(chunk)
+                if progress:
+                    progress(len(chunk))
         return written
 
     def trash(self, asset_id: str) -> None:
@@ -323,16 +332,8 @@ class AssetdClient:
 
     def export_package(self, destination: Path, **selection: Any) -> int:
         """Stream an export (assetIds=[…], collectionId=…, or q=…) to destination; bytes."""
-        written = 0
         with self._http.stream("POST", "/v1/packages/export", json=selection) as response:
-            if response.status_code >= 400:
-                response.read()
-                self._check(response)
-            with open(destination, "wb") as handle:
-                for chunk in response.iter_bytes(UPLOAD_CHUNK_BYTES):
-                    handle.write(chunk)
-                    written += len(chunk)
-        return written
+            return self._save(response, destination)
 
 
 def _default_state_dir() -> Path:

@@ -20,17 +20,12 @@ import structlog
 from typer.testing import CliRunner, Result
 
 from assetd.cli import app
-from tests.server import run_server, shared_database
+from tests.server import run_server
 
 ID = re.compile(r"\b[0-9a-f]{24}\b")
 _IHDR = b"IHDR" + struct.pack(">IIBBBBB", 16, 16, 8, 2, 0, 0, 0)
 PNG_HEAD = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0d" + _IHDR + struct.pack(">I", zlib.crc32(_IHDR))
 
-
-@pytest.fixture
-def server_database(database_url: str) -> Iterator[str | None]:
-    with shared_database(database_url) as url:
-        yield url
 
 
 class Cli:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server import RunningServer, run_server, shared_database
+from tests.server import RunningServer, run_server
 
 pytestmark = [
     pytest.mark.slow,
@@ -119,11 +119,6 @@ def round_trip(http: httpx.Client, server: RunningServer, path: Path, sha256: st
     assert (length, received.hexdigest()) == (size, sha256)
     return Transfer(up.growth, down.growth, up.samples + down.samples, time.monotonic() - started)
 
-
-@pytest.fixture
-def server_database(database_url: str) -> Iterator[str | None]:
-    with shared_database(database_url) as url:
-        yield url
 
 
 def test_memory_stays_flat_as_files_grow(

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from assetd.client import AssetdClient, AssetdError
-from tests.server import RunningServer, run_server, shared_database
+from tests.server import RunningServer, run_server
 
 pytestmark = pytest.mark.slow
 
@@ -29,11 +29,6 @@ def png_bytes(size: int, seed: int) -> bytes:
     head += struct.pack(">I", zlib.crc32(chunk))
     return head + random.Random(seed).randbytes(size - len(head))
 
-
-@pytest.fixture
-def server_database(database_url: str) -> Iterator[str | None]:
-    with shared_database(database_url) as url:
-        yield url
 
 
 @pytest.fixture

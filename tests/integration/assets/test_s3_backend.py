@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from assetd.app import create_app
-from assetd.config import Settings
 from assetd.db.session import Database
 from assetd.maintenance import check_consistency, collect_garbage
 from assetd.storage.s3 import S3BlobStorage
@@ -19,16 +15,6 @@ from tests.factories import TenantCredentials, make_tenant, upload
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture
-async def s3_client(
-    db: Database, settings: Settings, s3_storage: S3BlobStorage
-) -> AsyncIterator[httpx.AsyncClient]:
-    app: FastAPI = create_app(settings, storage=s3_storage)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http
 
 
 async def test_large_upload_goes_through_s3_multipart_and_reads_back(

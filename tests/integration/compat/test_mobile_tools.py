@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from assetd.config import Settings
 from assetd.db.session import Database
 from tests.factories import TenantCredentials, add_key, bearer, make_tenant, upload
 from tests.integration.packages.conftest import PackageBuilder, jpeg
-from tests.server import run_server, shared_database
+from tests.server import run_server
 
 pytestmark = pytest.mark.anyio
 
@@ -610,11 +609,6 @@ class TestHostileInput:
 def tiny_client(app: FastAPI) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
 
-
-@pytest.fixture
-def server_database(database_url: str) -> Iterator[str | None]:
-    with shared_database(database_url) as url:
-        yield url
 
 
 @pytest.mark.slow

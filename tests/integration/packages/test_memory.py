@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.integration.test_memory import MIB, RssSampler, file_chunks, write_file
-from tests.server import run_server, shared_database
+from tests.server import run_server
 
 pytestmark = [
     pytest.mark.slow,
@@ -44,11 +43,6 @@ def make_package(directory: Path, size_mib: int) -> Path:
     content.unlink()
     return package
 
-
-@pytest.fixture
-def server_database(database_url: str) -> Iterator[str | None]:
-    with shared_database(database_url) as url:
-        yield url
 
 
 def test_package_memory_stays_flat(

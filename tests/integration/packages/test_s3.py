@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from assetd.app import create_app
-from assetd.config import Settings
 from assetd.db.session import Database
 from assetd.maintenance import check_consistency
 from assetd.storage.s3 import S3BlobStorage
@@ -21,16 +17,6 @@ from tests.integration.packages.conftest import PackageBuilder, install, jpeg, u
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture
-async def s3_client(
-    db: Database, settings: Settings, s3_storage: S3BlobStorage
-) -> AsyncIterator[httpx.AsyncClient]:
-    app: FastAPI = create_app(settings, storage=s3_storage)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http
 
 
 async def test_report_install_export_and_refusal_on_s3(
