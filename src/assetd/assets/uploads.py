@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from urllib.parse import unquote
 
@@ -67,7 +67,32 @@ async def receive_upload(
     limit, by_quota = await upload_limit(context, principal)
     if size_limit is not None and size_limit < limit:
         limit, by_quota = size_limit, False
-    on_limit = over_quota if by_quota else too_large
+
+    def check_name(filename: str) -> None:
+        check_extension(principal.tenant, extension_of(clean_filename(filename)))
+
+    return await stream_upload(
+        request,
+        context,
+        limit=limit,
+        on_limit=over_quota if by_quota else too_large,
+        file_field=file_field,
+        check_name=check_name,
+    )
+
+
+async def stream_upload(
+    request: Request,
+    context: AppContext,
+    *,
+    limit: int,
+    on_limit: Callable[[int], AssetdError],
+    file_field: str = "file",
+    check_name: Callable[[str], None] | None = None,
+) -> tuple[dict[str, str], StagedUpload | None]:
+    """The body (multipart, or raw with the name in ?filename=) through an Ingest into
+    staging, at most `limit` bytes; `check_name` may refuse the file's name, as early as the
+    body allows: before reading a raw body, after the part of a multipart one."""
     expected = ExpectedDigests.from_headers(dict(request.headers))
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
@@ -83,11 +108,12 @@ async def receive_upload(
             form = await read_multipart(
                 request.stream(), content_type, make_ingest, file_field=file_field
             )
-            if form.staged is not None:
-                await _check_name(principal, form.staged)
+            if form.staged is not None and check_name is not None:
+                await _check_name(check_name, form.staged)
             return form.fields, form.staged
         filename = clean_filename(raw_filename(request))
-        check_extension(principal.tenant, extension_of(filename))
+        if check_name is not None:
+            check_name(filename)
         ingest = make_ingest()
         try:
             async for chunk in request.stream():
@@ -100,9 +126,9 @@ async def receive_upload(
         raise InvalidInput("the client went away before the upload finished") from None
 
 
-async def _check_name(principal: Principal, staged: StagedUpload) -> None:
+async def _check_name(check: Callable[[str], None], staged: StagedUpload) -> None:
     try:
-        check_extension(principal.tenant, extension_of(clean_filename(staged.filename)))
+        check(staged.filename)
     except AssetdError:
         await staged.discard()
         raise

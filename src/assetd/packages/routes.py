@@ -9,13 +9,11 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool
-from starlette.requests import ClientDisconnect
 
 from assetd.assets.delivery import content_disposition
-from assetd.assets.ingest import ExpectedDigests, Ingest, StagedUpload
-from assetd.assets.multipart import read_multipart
+from assetd.assets.ingest import StagedUpload
 from assetd.assets.policy import over_quota, too_large
-from assetd.assets.uploads import raw_filename
+from assetd.assets.uploads import stream_upload
 from assetd.auth.dependencies import require_scope
 from assetd.auth.principal import DELETE, INSTALL, READ, WRITE, Principal
 from assetd.context import AppContext, get_context
@@ -108,33 +106,12 @@ async def receive_package(
             remaining = max(0, quota - await TenantService(session).used_bytes(principal.tenant.id))
         if remaining < limit:
             limit, on_limit = remaining, over_quota
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
-        raise on_limit(limit)
-    expected = ExpectedDigests.from_headers(dict(request.headers))
-
-    def make_ingest() -> Ingest:
-        return Ingest(context.storage, limit_bytes=limit, on_limit=on_limit, expected=expected)
-
-    content_type = request.headers.get("content-type", "")
-    try:
-        if content_type.lower().startswith("multipart/form-data"):
-            form = await read_multipart(
-                request.stream(), content_type, make_ingest, file_field=file_field
-            )
-            if form.staged is None:
-                raise InvalidInput(f"the form has no {file_field!r} file field")
-            return form.staged
-        ingest = make_ingest()
-        try:
-            async for chunk in request.stream():
-                await ingest.feed(chunk)
-        except BaseException:
-            await ingest.abort()
-            raise
-        return await ingest.finish(raw_filename(request))
-    except ClientDisconnect:
-        raise InvalidInput("the client went away before the upload finished") from None
+    _, staged = await stream_upload(
+        request, context, limit=limit, on_limit=on_limit, file_field=file_field
+    )
+    if staged is None:
+        raise InvalidInput(f"the form has no {file_field!r} file field")
+    return staged
 
 
 @router.post(
