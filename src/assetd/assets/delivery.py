@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from email.utils import format_datetime
+from typing import Protocol
 from urllib.parse import quote
 
 import anyio.to_thread
@@ -11,7 +13,7 @@ from fastapi import Request, Response
 from starlette.concurrency import iterate_in_threadpool
 from starlette.responses import StreamingResponse
 
-from assetd.assets.models import Access, Asset, Version
+from assetd.assets.models import Access
 from assetd.errors import RangeNotSatisfiable
 from assetd.storage.base import BlobStorage
 from assetd.storage.keys import blob_key
@@ -26,6 +28,30 @@ _RANGE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")
 _INLINE_TYPES = re.compile(
     r"^(image/(png|jpeg|gif|webp|avif|heic|heif|tiff|bmp)|video/.*|audio/.*|application/pdf|text/plain)$"
 )
+
+
+class ServedAsset(Protocol):
+    """What content_response() reads of an asset: an Asset, or a plain row of one."""
+
+    @property
+    def access(self) -> Access: ...
+
+
+class ServedVersion(Protocol):
+    """What content_response() reads of a version: a Version, or a plain row of one."""
+
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def size_bytes(self) -> int: ...
+    @property
+    def mime_type(self) -> str: ...
+    @property
+    def original_name(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
 
 
 def _read_all(storage: BlobStorage, key: str, start: int, end: int) -> bytes:
@@ -86,8 +112,8 @@ def etag_matches(header: str | None, etag: str) -> bool:
 async def content_response(
     request: Request,
     storage: BlobStorage,
-    asset: Asset,
-    version: Version,
+    asset: ServedAsset,
+    version: ServedVersion,
     *,
     download: bool = False,
 ) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -230,9 +231,7 @@ class BlobRepository(TenantScopedRepository[Blob]):
 
 # Every Asset column, labelled with its attribute name, so a result row reads like an Asset
 # (row.meta, row.version_number) wherever only attribute access is needed (sort keys, …).
-ASSET_COLUMNS = tuple(
-    prop.columns[0].label(prop.key) for prop in sa.inspect(Asset).column_attrs
-)
+ASSET_COLUMNS = tuple(prop.columns[0].label(prop.key) for prop in sa.inspect(Asset).column_attrs)
 # What serving a version's bytes needs of it, as v_<attribute>.
 VERSION_COLUMNS = tuple(
     getattr(Version, name).label(f"v_{name}")
@@ -255,13 +254,17 @@ def asset_rows_statement(tenant_id: str) -> sa.Select[Any]:
     return sa.select(*ASSET_COLUMNS).where(Asset.tenant_id == tenant_id)
 
 
-def content_row_statement(
-    tenant_id: str, asset_id: str, number: int | None, *, include_trashed: bool
-) -> sa.Select[Any]:
-    """get_with_version() as one row of plain columns: the asset's, then VERSION_COLUMNS
-    (all None when the version does not exist)."""
+@functools.cache
+def content_row_statement(*, current: bool, include_trashed: bool) -> sa.Select[Any]:
+    """get_with_version() as one row of plain columns: the asset's, then VERSION_COLUMNS (all
+    None when the version does not exist).
+
+    Parameters :tenant_id, :asset_id and (unless current) :number. Built once per shape, so
+    that executing it costs no statement building and no cache key.
+    """
+    tenant_id = sa.bindparam("tenant_id", type_=sa.String)
     states = [AssetState.active, AssetState.trashed] if include_trashed else [AssetState.active]
-    wanted = Asset.version_number if number is None else sa.literal(number)
+    wanted = Asset.version_number if current else sa.bindparam("number", type_=sa.Integer)
     return (
         sa.select(
             Asset.id,
@@ -272,7 +275,11 @@ def content_row_statement(
             Asset.security_template_ids,
             *VERSION_COLUMNS,
         )
-        .where(Asset.tenant_id == tenant_id, Asset.id == asset_id, Asset.state.in_(states))
+        .where(
+            Asset.tenant_id == tenant_id,
+            Asset.id == sa.bindparam("asset_id", type_=sa.String),
+            Asset.state.in_(states),
+        )
         .outerjoin(
             Version,
             sa.and_(

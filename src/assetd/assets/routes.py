@@ -11,7 +11,8 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Resp
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from assetd.assets.delivery import content_response
+from assetd.assets import reads
+from assetd.assets.delivery import ServedAsset, ServedVersion, content_response
 from assetd.assets.models import Access, Asset
 from assetd.assets.schemas import (
     AssetCreate,
@@ -106,6 +107,28 @@ def to_read(context: AppContext, principal_tenant_slug: str, asset: Asset) -> As
     return AssetRead.model_validate(values)
 
 
+# Where each of those fields sits in a row of ASSET_COLUMNS (reads.search's pages).
+_ROW_FIELDS = tuple((name, reads.ROW_KEYS.index(name)) for name in _SAME_NAME_FIELDS)
+_ROW_META = reads.ROW_KEYS.index("meta")
+_ROW_VERSION = reads.ROW_KEYS.index("version_number")
+_ROW_ID = reads.ROW_KEYS.index("id")
+_ROW_ACCESS = reads.ROW_KEYS.index("access")
+
+
+def row_to_read(context: AppContext, principal_tenant_slug: str, row: Any) -> AssetRead:
+    """to_read() for a row of ASSET_COLUMNS; the same answer, with no ORM attribute access."""
+    values = {name: row[index] for name, index in _ROW_FIELDS}
+    values["metadata"] = row[_ROW_META]
+    number = values["version"] = row[_ROW_VERSION]
+    if number is not None:
+        base = context.settings.resolved_public_url()
+        asset_id = row[_ROW_ID]
+        values["content_url"] = f"{base}/v1/assets/{asset_id}/content"
+        if row[_ROW_ACCESS] is Access.PUBLIC:
+            values["public_url"] = f"{base}/v1/files/{principal_tenant_slug}/{asset_id}"
+    return AssetRead.model_validate(values)
+
+
 def _service(session: AsyncSession, context: AppContext) -> AssetService:
     return AssetService(session, context.sniffer, jobs=context.job_service(session))
 
@@ -149,7 +172,6 @@ async def list_assets(
     response: Response,
     principal: Reader,
     context: Context,
-    session: ReadSession,
     q: Annotated[str | None, Query(max_length=4000, description="Query language, see docs")] = None,
     sort: Annotated[str | None, Query(max_length=500)] = None,
     page_number: Annotated[int, Query(alias="pageNumber", ge=1, le=1_000_000)] = 1,
@@ -160,23 +182,27 @@ async def list_assets(
     ] = "exclude",
     x_total_count: Annotated[bool, Header(alias="X-Total-Count")] = False,
 ) -> AssetPage:
-    result = await _service(session, context).search(
-        principal,
-        ListParams(
-            q=q,
-            sort=sort,
-            page_number=page_number,
-            page_size=page_size,
-            cursor=cursor,
-            include_trashed=trashed == "include",
-            only_trashed=trashed == "only",
-            with_total=x_total_count,
-        ),
-    )
+    # The page is read as plain rows (reads.search): no ORM objects to build, then re-read.
+    async with context.db.session(write=False) as session:
+        result = await reads.search(
+            context.db,
+            _service(session, context),
+            principal,
+            ListParams(
+                q=q,
+                sort=sort,
+                page_number=page_number,
+                page_size=page_size,
+                cursor=cursor,
+                include_trashed=trashed == "include",
+                only_trashed=trashed == "only",
+                with_total=x_total_count,
+            ),
+        )
     if result.total is not None:
         response.headers["X-Total-Count"] = str(result.total)
     return AssetPage(
-        items=[to_read(context, principal.tenant.slug, a) for a in result.items],
+        items=[row_to_read(context, principal.tenant.slug, row) for row in result.items],
         page_number=page_number,
         page_size=page_size,
         next_cursor=result.next_cursor,
@@ -312,13 +338,10 @@ async def download_content(
     asset_id: str,
     request: Request,
     principal: Reader,
-    context: Context,
-    session: ReadSession,
     version: Annotated[int | None, Query(ge=1, le=MAX_COUNTER)] = None,
     download: bool = False,
 ) -> Response:
-    asset, found = await _service(session, context).download(principal, asset_id, version)
-    return await content_response(request, context.storage, asset, found, download=download)
+    return await _download(request, principal, asset_id, version, download)
 
 
 @router.get(
@@ -338,12 +361,28 @@ async def download_version(
     number: VersionNumber,
     request: Request,
     principal: Reader,
-    context: Context,
-    session: ReadSession,
     download: bool = False,
 ) -> Response:
-    asset, found = await _service(session, context).download(principal, asset_id, number)
-    return await content_response(request, context.storage, asset, found, download=download)
+    return await _download(request, principal, asset_id, number, download)
+
+
+async def _download(
+    request: Request, principal: Principal, asset_id: str, number: int | None, download: bool
+) -> Response:
+    """AssetService.download() and content_response(), on the plain-row read path (reads)."""
+    # The context from the request, not a dependency: downloads are the hottest route, and
+    # each dependency costs FastAPI's solving.
+    context: AppContext = request.app.state.context
+    found = await reads.find_content(context.db, principal.tenant.id, asset_id, number)
+    asset: ServedAsset
+    version: ServedVersion
+    if found is not None and reads.needs_grants(principal, found[0]):
+        # The asset's security templates decide, in SQL: the service's path, in its order.
+        async with context.db.session(write=False) as session:
+            asset, version = await _service(session, context).download(principal, asset_id, number)
+    else:
+        asset, version = reads.servable(found, asset_id, number)
+    return await content_response(request, context.storage, asset, version, download=download)
 
 
 class SignedUrlRequest(BaseModel):
@@ -397,14 +436,14 @@ async def serve_file(
     asset_id: str,
     request: Request,
     context: Context,
-    session: ReadSession,
     principal: Annotated[Principal | None, Depends(optional_principal)],
     version: Annotated[int | None, Query(ge=1, le=MAX_COUNTER)] = None,
     expires: Annotated[int | None, Query(ge=0, le=2**40)] = None,
     signature: Annotated[str | None, Query(max_length=128)] = None,
     download: bool = False,
 ) -> Response:
-    tenant_id = await TenantService(session).find_id(tenant)
+    async with context.db.session(write=False) as session:
+        tenant_id = await TenantService(session).find_id(tenant)
     if tenant_id is None:  # answered like a missing asset: slugs are not for probing
         raise NotFound(f"asset {asset_id} not found")
     signed = signature is not None or expires is not None
@@ -414,9 +453,13 @@ async def serve_file(
             raise Forbidden("a signed URL needs version, expires and signature")
         if not context.signer.verify_content(tenant_id, asset_id, version, expires, signature):
             raise Forbidden("the signature is invalid or has expired")
-    service = _service(session, context)
-    asset, found = await service.find_content(tenant_id, asset_id, version, include_trashed=False)
-    if not signed and asset.access is not Access.PUBLIC:
+    found = await reads.find_content(
+        context.db, tenant_id, asset_id, version, include_trashed=False
+    )
+    served, served_version = reads.servable(found, asset_id, version)
+    asset: ServedAsset = served
+    content: ServedVersion = served_version
+    if not signed and served.access is not Access.PUBLIC:
         if principal is None:
             raise Unauthenticated("this content is private: use credentials or a signed URL")
         if principal.tenant.id != tenant_id:
@@ -424,5 +467,11 @@ async def serve_file(
         if not principal.has(READ):
             raise Forbidden(f"this operation needs the {READ!r} scope")
         # PUBLIC content and signed URLs need no grant; credentials are held to the asset's.
-        await service.authorize(principal, asset, Action.download)
-    return await content_response(request, context.storage, asset, found, download=download)
+        if reads.needs_grants(principal, served):
+            async with context.db.session(write=False) as session:
+                service = _service(session, context)
+                asset, content = await service.find_content(
+                    tenant_id, asset_id, version, include_trashed=False
+                )
+                await service.authorize(principal, asset, Action.download)
+    return await content_response(request, context.storage, asset, content, download=download)
