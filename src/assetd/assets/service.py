@@ -39,6 +39,7 @@ from assetd.errors import (
 )
 from assetd.events.models import EventType
 from assetd.events.service import EventService
+from assetd.ids import new_id
 from assetd.jobs.service import JobService
 from assetd.processing.kinds import EXTRACT, RENDITION_KINDS, SCAN
 from assetd.renditions.imaging import can_render
@@ -237,10 +238,18 @@ class AssetService:
     ) -> Asset:
         try:
             asset = self._new_asset(principal, data, AssetKind.BLOB, asset_id)
-            await self._add_new(principal, asset, data)
-            await self._attach_version(
-                principal, asset, staged, explicit_type=data.type, is_new=True
-            )
+            security_ids = await self._check_new(principal, asset, data)
+            version, asset_type = await self._stage_version(principal, asset, staged, number=1)
+            asset.type = data.type or asset_type
+            if not asset.name:
+                asset.name = version.original_name
+            # The asset goes in with its current version's columns already set: one INSERT
+            # each and no UPDATE after, in one flush (the write lock is held meanwhile).
+            _make_current(asset, version)
+            self.session.add_all([asset, version])
+            await self.session.flush()
+            await self._record_new(principal, asset, security_ids)
+            await self._version_added(principal, asset, version)
         except BaseException:
             await _discard_unpublished(staged)
             raise
@@ -287,22 +296,27 @@ class AssetService:
             raise Conflict("a LINK asset has no content versions")
         if asset.state is AssetState.trashed:
             raise Conflict("restore the asset before adding a version")
-        version = await self._attach_version(
-            principal, asset, staged, explicit_type=None, is_new=False
-        )
+        version = await self._attach_version(principal, asset, staged)
         log.info("asset.version_added", asset_id=asset.id, version=version.number)
         return version
 
     async def _add_new(self, principal: Principal, asset: Asset, data: AssetFields) -> None:
         """Insert the asset once its metadata fits its template and its security templates
         are ones the principal may assign."""
+        security_ids = await self._check_new(principal, asset, data)
+        await self.assets.add(asset)
+        await self._record_new(principal, asset, security_ids)
+
+    async def _check_new(self, principal: Principal, asset: Asset, data: AssetFields) -> list[str]:
+        """The checks before a new asset is inserted; the security templates to assign."""
         asset.metadata_template_id = await self.metadata_templates.check_metadata(
             principal.tenant.id, data.metadata_template_id, data.metadata
         )
-        security_ids = await self.security.check_assignable(
-            principal, data.security_template_ids or []
-        )
-        await self.assets.add(asset)
+        return await self.security.check_assignable(principal, data.security_template_ids or [])
+
+    async def _record_new(
+        self, principal: Principal, asset: Asset, security_ids: list[str]
+    ) -> None:
         await self.events.record(principal, EventType.asset_created, asset_id=asset.id)
         if security_ids:
             await self.security.assign(principal, asset, security_ids)
@@ -329,19 +343,29 @@ class AssetService:
             modified_at=now,
             modified_by=principal.actor,
         )
-        if asset_id is not None:
-            asset.id = asset_id
+        # The id now, not at flush: a version may refer to it before the asset is in.
+        asset.id = asset_id if asset_id is not None else new_id()
         return asset
 
     async def _attach_version(
-        self,
-        principal: Principal,
-        asset: Asset,
-        staged: StagedUpload,
-        *,
-        explicit_type: AssetType | None,
-        is_new: bool,
+        self, principal: Principal, asset: Asset, staged: StagedUpload
     ) -> Version:
+        """A new version of an existing asset, made current."""
+        version, asset_type = await self._stage_version(principal, asset, staged, number=None)
+        await self.versions.add(version)
+        await self._version_added(principal, asset, version)
+        asset.type = asset_type
+        if not asset.name:
+            asset.name = version.original_name
+        _make_current(asset, version)
+        await self.session.flush()
+        return version
+
+    async def _stage_version(
+        self, principal: Principal, asset: Asset, staged: StagedUpload, *, number: int | None
+    ) -> tuple[Version, AssetType]:
+        """The checks, the blob reference (publishing bytes nobody held) and the version row,
+        not yet added; with the asset type its bytes suggest. number None: the next one."""
         tenant = principal.tenant
         filename = clean_filename(staged.filename)
         extension = extension_of(filename)
@@ -362,14 +386,13 @@ class AssetService:
         else:
             await staged.discard()
 
+        if number is None:
+            number = await self.versions.next_number(tenant.id, asset.id)
         version = Version(
+            id=new_id(),  # now, not at flush: the asset may point at it before either is in
             tenant_id=tenant.id,
             asset_id=asset.id,
-            number=(
-                1
-                if asset.version_number is None and is_new
-                else await self.versions.next_number(tenant.id, asset.id)
-            ),
+            number=number,
             blob_id=blob_id,
             sha256=staged.sha256,
             md5=staged.md5,
@@ -383,22 +406,19 @@ class AssetService:
         )
         if self.jobs is not None and self.jobs.scanning:
             version.scan_status = SCAN_PENDING
-        await self.versions.add(version)
+        return version, asset_type
+
+    async def _version_added(self, principal: Principal, asset: Asset, version: Version) -> None:
+        """The event and the processing jobs of a version just added."""
         await self.events.record(
             principal, EventType.version_added, asset_id=asset.id, version_number=version.number
         )
         if self.jobs is not None:
             # In this transaction: the job exists if and only if the version does.
             kinds = [SCAN] if self.jobs.scanning else []
-            if can_render(mime_type):
+            if can_render(version.mime_type):
                 kinds = [*kinds, *RENDITION_KINDS.values()]
-            await self.jobs.schedule(tenant.id, asset.id, version.id, [*kinds, EXTRACT])
-        asset.type = explicit_type or asset_type
-        if not asset.name:
-            asset.name = filename
-        _make_current(asset, version)
-        await self.session.flush()
-        return version
+            await self.jobs.schedule(principal.tenant.id, asset.id, version.id, [*kinds, EXTRACT])
 
     # -- changing --------------------------------------------------------------------------
 
