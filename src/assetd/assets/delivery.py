@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Protocol
@@ -109,14 +110,26 @@ def etag_matches(header: str | None, etag: str) -> bool:
     return etag in candidates
 
 
-async def content_response(
-    request: Request,
-    storage: BlobStorage,
-    asset: ServedAsset,
-    version: ServedVersion,
-    *,
-    download: bool = False,
-) -> Response:
+@dataclass(frozen=True, slots=True)
+class ContentPlan:
+    """What a content request answers, decided from its headers before any byte is read."""
+
+    status: int
+    headers: dict[str, str]
+    media_type: str | None
+    # The blob and the inclusive byte span to send; key None: no body (304, HEAD, empty).
+    key: str | None
+    start: int = 0
+    end: int = -1
+
+
+def plan_content(
+    request: Request, asset: ServedAsset, version: ServedVersion, *, download: bool = False
+) -> ContentPlan:
+    """Validators, range and headers of the answer; raises RangeNotSatisfiable (416).
+
+    Touches no I/O, so that a caller may run it in the thread that reads the bytes.
+    """
     etag = f'"{version.sha256}"'
     headers = {
         "ETag": etag,
@@ -129,7 +142,7 @@ async def content_response(
         "Cache-Control": PUBLIC_CACHE if asset.access is Access.PUBLIC else PRIVATE_CACHE,
     }
     if etag_matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers=headers)
+        return ContentPlan(304, headers, None, None)
 
     size = version.size_bytes
     byte_range = None
@@ -145,16 +158,46 @@ async def content_response(
     headers["Content-Length"] = str(end - start + 1 if size else 0)
 
     if request.method == "HEAD" or size == 0:
-        return Response(status_code=status, headers=headers, media_type=version.mime_type)
+        return ContentPlan(status, headers, version.mime_type, None)
     key = blob_key(version.tenant_id, version.sha256)
-    if end - start < SMALL_BODY_BYTES:
+    return ContentPlan(status, headers, version.mime_type, key, start, end)
+
+
+def read_small_body(storage: BlobStorage, plan: ContentPlan) -> bytes | None:
+    """The plan's bytes if they are few enough to send in one piece (blocking); else None."""
+    if plan.key is None or plan.end - plan.start >= SMALL_BODY_BYTES:
+        return None
+    return _read_all(storage, plan.key, plan.start, plan.end)
+
+
+async def planned_response(
+    storage: BlobStorage, plan: ContentPlan, body: bytes | None = None
+) -> Response:
+    """The answer to `plan`; `body`: its bytes when read_small_body() already has them."""
+    if plan.key is None:
+        return Response(status_code=plan.status, headers=plan.headers, media_type=plan.media_type)
+    if body is None and plan.end - plan.start < SMALL_BODY_BYTES:
         # Small bodies in one thread hop instead of one per chunk plus one to open.
-        body = await anyio.to_thread.run_sync(_read_all, storage, key, start, end)
-        return Response(body, status_code=status, headers=headers, media_type=version.mime_type)
-    chunks = await anyio.to_thread.run_sync(storage.read, key, start, end)
+        body = await anyio.to_thread.run_sync(_read_all, storage, plan.key, plan.start, plan.end)
+    if body is not None:
+        return Response(
+            body, status_code=plan.status, headers=plan.headers, media_type=plan.media_type
+        )
+    chunks = await anyio.to_thread.run_sync(storage.read, plan.key, plan.start, plan.end)
     return StreamingResponse(
         iterate_in_threadpool(chunks),
-        status_code=status,
-        headers=headers,
-        media_type=version.mime_type,
+        status_code=plan.status,
+        headers=plan.headers,
+        media_type=plan.media_type,
     )
+
+
+async def content_response(
+    request: Request,
+    storage: BlobStorage,
+    asset: ServedAsset,
+    version: ServedVersion,
+    *,
+    download: bool = False,
+) -> Response:
+    return await planned_response(storage, plan_content(request, asset, version, download=download))

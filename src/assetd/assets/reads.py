@@ -9,10 +9,12 @@ the answer (404s, scan states, grants, cursors) is decided as in AssetService.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, overload
 
+import anyio.to_thread
 import sqlalchemy as sa
 
 from assetd.assets import query
@@ -29,6 +31,8 @@ from assetd.auth.principal import Principal
 from assetd.db.session import Database
 from assetd.errors import Forbidden, InvalidInput, NotFound, NotReady
 from assetd.ids import is_id
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +65,7 @@ class ServedVersion:
 Found = tuple[ServedAsset, ServedVersion | None]
 
 
+@overload
 async def find_content(
     db: Database,
     tenant_id: str,
@@ -68,9 +73,33 @@ async def find_content(
     number: int | None = None,
     *,
     include_trashed: bool = True,
-) -> Found | None:
+    then: None = None,
+) -> Found | None: ...
+@overload
+async def find_content(
+    db: Database,
+    tenant_id: str,
+    asset_id: str,
+    number: int | None = None,
+    *,
+    include_trashed: bool = True,
+    then: Callable[[Found | None], T],
+) -> T: ...
+async def find_content(
+    db: Database,
+    tenant_id: str,
+    asset_id: str,
+    number: int | None = None,
+    *,
+    include_trashed: bool = True,
+    then: Callable[[Found | None], T] | None = None,
+) -> Found | None | T:
     """AssetRepository.get_with_version() in one round: the asset and its version `number`
-    (None: the current one); None when the asset does not exist for clients."""
+    (None: the current one); None when the asset does not exist for clients.
+
+    then(found), if given, runs in a worker thread (it may block, e.g. to read the bytes),
+    and its result is returned: on SQLite in the thread hop of the query itself.
+    """
     if not is_id(asset_id):  # a malformed id is simply missing; don't send it to the DB
         return None
     statement = content_row_statement(current=number is None, include_trashed=include_trashed)
@@ -86,7 +115,13 @@ async def find_content(
         # The version's columns are all NULL when the outer join found no version.
         return asset, None if row[6] is None else ServedVersion(*row[6:])
 
-    return await db.read(run)
+    if then is None:
+        return await db.read(run)
+    if db.sync_reader is not None:
+        # SQLite reads already run in a worker thread: `then` (the bytes) rides along.
+        return await db.read(lambda connection: then(run(connection)))
+    found = await db.read(run)
+    return await anyio.to_thread.run_sync(then, found)
 
 
 def needs_grants(principal: Principal, asset: ServedAsset) -> bool:

@@ -12,7 +12,15 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assetd.assets import reads
-from assetd.assets.delivery import ServedAsset, ServedVersion, content_response
+from assetd.assets.delivery import (
+    ContentPlan,
+    ServedAsset,
+    ServedVersion,
+    content_response,
+    plan_content,
+    planned_response,
+    read_small_body,
+)
 from assetd.assets.models import Access, Asset
 from assetd.assets.schemas import (
     AssetCreate,
@@ -373,15 +381,23 @@ async def _download(
     # The context from the request, not a dependency: downloads are the hottest route, and
     # each dependency costs FastAPI's solving.
     context: AppContext = request.app.state.context
-    found = await reads.find_content(context.db, principal.tenant.id, asset_id, number)
-    asset: ServedAsset
-    version: ServedVersion
-    if found is not None and reads.needs_grants(principal, found[0]):
-        # The asset's security templates decide, in SQL: the service's path, in its order.
-        async with context.db.session(write=False) as session:
-            asset, version = await _service(session, context).download(principal, asset_id, number)
-    else:
+
+    def prepare(found: reads.Found | None) -> tuple[ContentPlan, bytes | None] | None:
+        # Runs in the worker thread of the query: checks, headers and a small body in one hop.
+        if found is not None and reads.needs_grants(principal, found[0]):
+            return None
         asset, version = reads.servable(found, asset_id, number)
+        plan = plan_content(request, asset, version, download=download)
+        return plan, read_small_body(context.storage, plan)
+
+    prepared = await reads.find_content(
+        context.db, principal.tenant.id, asset_id, number, then=prepare
+    )
+    if prepared is not None:
+        return await planned_response(context.storage, *prepared)
+    # The asset's security templates decide, in SQL: the service's path, in its order.
+    async with context.db.session(write=False) as session:
+        asset, version = await _service(session, context).download(principal, asset_id, number)
     return await content_response(request, context.storage, asset, version, download=download)
 
 
