@@ -20,8 +20,9 @@ from assetd.assets.query import register_sqlite_functions
 
 T = TypeVar("T")
 
-# Readers at once before the pools make connections they close again: the benchmarks run 16
-# downloads at a time, and on SQLite every new connection is a thread, an open and 4 PRAGMAs.
+# SQLite readers the pools keep connections for; readers beyond that open connections and
+# close them again, and on SQLite each is a thread (aiosqlite), an open and 4 PRAGMAs. The
+# download benchmark runs 16 requests at a time.
 READ_POOL_SIZE = 20
 READ_POOL_OVERFLOW = 20
 
