@@ -318,13 +318,13 @@ class TestCrashConsistency:
         storage: LocalBlobStorage,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        original = AssetService._attach_version
+        original = AssetService._stage_version
 
         async def attach_then_crash(*args: Any, **kwargs: Any) -> Any:
             await original(*args, **kwargs)  # the bytes are published under their key here
             raise RuntimeError("simulated crash before commit")
 
-        monkeypatch.setattr(AssetService, "_attach_version", attach_then_crash)
+        monkeypatch.setattr(AssetService, "_stage_version", attach_then_crash)
         content = b"published but never committed " * 100
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:

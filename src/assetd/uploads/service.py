@@ -649,6 +649,8 @@ class UploadService:
                 return  # cancelled, expired or failed: already nothing left
             upload.state = UploadState.cancelled
             await _drop_created_asset(session, upload)
+        if self.digests is not None:
+            self.digests.take_prefix(upload.id)
         await anyio.to_thread.run_sync(self.storage.abort_upload, upload.storage_handle)
         log.info("upload.cancelled", upload_id=upload_id)
 

@@ -215,8 +215,8 @@ class PrefixDigests:
             threading.Thread(target=self._follow, name="assetd-prefix-hash", daemon=True).start()
 
     def _follow(self) -> None:
-        # One buffer per upload, read into again and again: fresh big objects per read
-        # leave freed memory in malloc's arenas, and the server's RSS grows.
+        # One buffer while the parts keep coming, read into again and again: a fresh big
+        # object per read leaves freed memory in malloc's arenas, and the server's RSS grows.
         if self._buffer is None:
             self._buffer = memoryview(bytearray(FOLLOW_CHUNK_BYTES))
         buffer = self._buffer
@@ -229,6 +229,7 @@ class PrefixDigests:
                         end = self._available()
                     if self._broken or end <= self._claimed:
                         self._running = False
+                        self._buffer = None  # idle uploads (or abandoned ones) hold no memory
                         self._changed.notify_all()
                         return
                     start = self._claimed
