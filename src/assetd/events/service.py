@@ -61,6 +61,9 @@ class EventService:
         self.events = EventRepository(session)
         self.subscriptions = WebhookSubscriptionRepository(session)
         self.deliveries = WebhookDeliveryRepository(session)
+        # Active subscriptions by tenant, read once per unit of work: an upload records two
+        # events and a package install thousands, and none of them changes subscriptions.
+        self._active: dict[str, list[WebhookSubscription]] = {}
 
     async def record(
         self,
@@ -94,9 +97,13 @@ class EventService:
         return event
 
     async def _schedule_deliveries(self, event: Event) -> None:
+        if event.tenant_id not in self._active:
+            self._active[event.tenant_id] = await self.subscriptions.list_for(
+                event.tenant_id, only_active=True
+            )
         subscriptions = [
             s
-            for s in await self.subscriptions.list_for(event.tenant_id, only_active=True)
+            for s in self._active[event.tenant_id]
             if ALL_TYPES in s.event_types or event.type in s.event_types
         ]
         if not subscriptions:

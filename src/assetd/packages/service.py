@@ -7,6 +7,7 @@ members take seconds and must not hold SQLite's write lock longer than the SQL n
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -139,9 +140,9 @@ class PackageService:
             max_ratio=self.settings.package_max_ratio,
         )
 
-    def _assets(self, session: AsyncSession) -> AssetService:
+    def _assets(self, session: AsyncSession, sniffer: Sniffer | None = None) -> AssetService:
         jobs = self._jobs(session) if self._jobs is not None else None
-        return AssetService(session, self.sniffer, jobs=jobs)
+        return AssetService(session, sniffer or self.sniffer, jobs=jobs)
 
     # -- upload and report -------------------------------------------------------------------
 
@@ -233,6 +234,7 @@ class PackageService:
         inspection: Inspection,
         options: InstallOptions | None = None,
         chosen_ids: dict[str, str] | None = None,
+        sniffer: Sniffer | None = None,
     ) -> Plan:
         options = options or InstallOptions()
         view = await self._view(session, principal, inspection)
@@ -240,7 +242,7 @@ class PackageService:
             inspection.manifest,
             inspection.files,
             view,
-            self.sniffer.classify,
+            (sniffer or self.sniffer).classify,
             resolutions=options.resolutions,
             default_resolution=options.on_conflict,
             chosen_ids=chosen_ids,
@@ -421,12 +423,19 @@ class PackageService:
         """Apply the package: every entry or none. A second install finds everything
         UNCHANGED and writes nothing."""
         tenant_id = principal.tenant.id
+        # The plan sniffs every file's head; creating the assets would ask libmagic again.
+        sniffer = RememberingSniffer(self.sniffer)
         async with self.db.session(write=False) as session:
             package = await self._get(session, principal, package_id)
             key = blob_key(tenant_id, package.sha256)
             index = await anyio.to_thread.run_sync(self._index, key, package.size_bytes)
             plan = await self._plan(
-                session, principal, index, options, chosen_ids=_chosen_ids(package.report)
+                session,
+                principal,
+                index,
+                options,
+                chosen_ids=_chosen_ids(package.report),
+                sniffer=sniffer,
             )
         blockers = plan.blockers(options.ignore_unresolved)
         if blockers:
@@ -445,7 +454,9 @@ class PackageService:
         staged = await anyio.to_thread.run_sync(self._stage, key, package.size_bytes, plan)
         try:
             async with self.db.session() as session:
-                package = await self._apply(session, principal, package_id, plan, staged, index)
+                package = await self._apply(
+                    session, principal, package_id, plan, staged, index, sniffer
+                )
         except IntegrityError:
             raise Conflict(
                 "the tenant changed while the package was being installed; nothing was "
@@ -490,10 +501,11 @@ class PackageService:
         plan: Plan,
         staged: dict[str, StagedUpload],
         index: Inspection,
+        sniffer: Sniffer,
     ) -> Package:
         tenant_id = principal.tenant.id
         package = await self._get(session, principal, package_id)
-        assets = self._assets(session)
+        assets = self._assets(session, sniffer)
         collections = CollectionService(session, assets)
         facts = PackageFactsRepository(session)
 
@@ -725,6 +737,21 @@ class PackageService:
             more = await facts.dependencies(principal.tenant.id, [a.id for a in found])
             dependencies.update(more)
             frontier = {d for ds in more.values() for d in ds} - set(rows)
+
+
+class RememberingSniffer(Sniffer):
+    """A Sniffer that asks libmagic once per distinct head, for the life of one install."""
+
+    def __init__(self, inner: Sniffer) -> None:
+        # No libmagic handle of its own: every question goes to `inner`, once.
+        self._inner = inner
+        self._known: dict[bytes, str] = {}
+
+    def mime_type(self, head: bytes) -> str:
+        key = hashlib.sha1(head[:SNIFF_BYTES], usedforsecurity=False).digest()
+        if key not in self._known:
+            self._known[key] = self._inner.mime_type(head)
+        return self._known[key]
 
 
 def render_report(plan: Plan, unused: list[str], *, installed: bool = False) -> dict[str, Any]:
