@@ -27,7 +27,6 @@ _IHDR = b"IHDR" + struct.pack(">IIBBBBB", 16, 16, 8, 2, 0, 0, 0)
 PNG_HEAD = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0d" + _IHDR + struct.pack(">I", zlib.crc32(_IHDR))
 
 
-
 class Cli:
     """Runs `assetd …` in-process with an environment of its own (no ASSETD_* leaks in)."""
 

@@ -120,7 +120,6 @@ def round_trip(http: httpx.Client, server: RunningServer, path: Path, sha256: st
     return Transfer(up.growth, down.growth, up.samples + down.samples, time.monotonic() - started)
 
 
-
 def test_memory_stays_flat_as_files_grow(
     tmp_path: Path, server_database: str | None, capsys: pytest.CaptureFixture[str]
 ) -> None:

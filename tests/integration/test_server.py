@@ -30,7 +30,6 @@ def png_bytes(size: int, seed: int) -> bytes:
     return head + random.Random(seed).randbytes(size - len(head))
 
 
-
 @pytest.fixture
 def server(tmp_path: Path, server_database: str | None) -> Iterator[RunningServer]:
     with run_server(tmp_path / "data", database_url=server_database) as running:

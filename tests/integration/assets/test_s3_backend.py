@@ -16,7 +16,6 @@ from tests.factories import TenantCredentials, make_tenant, upload
 pytestmark = pytest.mark.anyio
 
 
-
 async def test_large_upload_goes_through_s3_multipart_and_reads_back(
     s3_client: httpx.AsyncClient, tenant: TenantCredentials, s3_storage: S3BlobStorage, db: Database
 ) -> None:

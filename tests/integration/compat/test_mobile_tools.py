@@ -610,7 +610,6 @@ def tiny_client(app: FastAPI) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
 
 
-
 @pytest.mark.slow
 def test_seed_curl_example_against_assetd_serve(
     tmp_path: Path, server_database: str | None

@@ -44,7 +44,6 @@ def make_package(directory: Path, size_mib: int) -> Path:
     return package
 
 
-
 def test_package_memory_stays_flat(
     tmp_path: Path, server_database: str | None, capsys: pytest.CaptureFixture[str]
 ) -> None:

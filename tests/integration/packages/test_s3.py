@@ -18,7 +18,6 @@ from tests.integration.packages.conftest import PackageBuilder, install, jpeg, u
 pytestmark = pytest.mark.anyio
 
 
-
 async def test_report_install_export_and_refusal_on_s3(
     s3_client: httpx.AsyncClient,
     tenant: TenantCredentials,
