@@ -767,26 +767,45 @@ def _sqlite_path(path: Sequence[str]) -> str:
     return "$" + "".join(f'."{segment}"' for segment in path)
 
 
+@lru_cache(maxsize=1)
+def _postgresql_dialect() -> sa.Dialect:
+    return postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def _is_jsonb(column: Expr) -> bool:
+    """Whether ``column`` is jsonb on PostgreSQL (the asset columns) rather than json."""
+    return isinstance(column.type.dialect_impl(_postgresql_dialect()), postgresql.JSONB)
+
+
+def _pg_json_function(name: str, is_jsonb: bool) -> Any:
+    """``json_<name>`` or ``jsonb_<name>``: PostgreSQL has one set of functions per type."""
+    return getattr(sa.func, ("jsonb_" if is_jsonb else "json_") + name)
+
+
 class _Json:
     """Typed reads of one JSON value (column + path) that never raise on the wrong JSON type."""
 
     def __init__(self, column: Expr, path: Sequence[str], dialect: Dialect) -> None:
         self.dialect = dialect
         self.column = column
+        self.path = tuple(path)
         self.type: Expr
         self.raw: Expr
+        self.is_jsonb = False
         if dialect == "sqlite":
             self.sqlite_path = _sqlite_path(path)
             self.type = sa.func.json_type(column, self.sqlite_path, type_=sa.String)
             self.raw = sa.func.json_extract(column, self.sqlite_path, type_=sa.String)
         else:
+            self.is_jsonb = _is_jsonb(column)
+            node_type = postgresql.JSONB if self.is_jsonb else sa.JSON
             # "->" with a text key only looks up object keys, as SQLite does above; "#>" would
             # also index arrays with "0".
             node = column
             for segment in path:
-                node = node.op("->", return_type=sa.JSON)(sa.literal(segment, sa.String))
+                node = node.op("->", return_type=node_type)(sa.literal(segment, sa.String))
             self.node = node
-            self.type = sa.func.json_typeof(node, type_=sa.String)
+            self.type = _pg_json_function("typeof", self.is_jsonb)(node, type_=sa.String)
             # A JSON scalar's text: "#>> '{}'" reads the value itself.
             self.raw = node.op("#>>", return_type=sa.String)(
                 sa.literal([], postgresql.ARRAY(sa.Text))
@@ -808,7 +827,27 @@ class _Json:
     def boolean(self, value: bool) -> Condition:
         if self.dialect == "sqlite":
             return self.type == ("true" if value else "false")
+        if self.is_jsonb and self.path:
+            return self._contains(value)
         return sa.and_(self.type == "boolean", self.raw == ("true" if value else "false"))
+
+    def string_equals(self, value: str) -> Condition:
+        """The value is the JSON string ``value`` (exact, case-sensitive)."""
+        if self.is_jsonb and self.path:
+            return self._contains(value)
+        return self.text() == sa.literal(value, sa.String)
+
+    def _contains(self, value: str | bool) -> Condition:
+        # '{"a": {"b": "x"}}' @> '{"a": {"b": "x"}}' holds exactly when "a" is an object whose
+        # "b" is that string (or boolean): containment compares strings byte for byte, never
+        # matches an array against a scalar or an object below the top level, and the planner
+        # estimates it from the column's statistics where it has no estimate for the CASE.
+        probe: Any = value
+        for segment in reversed(self.path):
+            probe = {segment: probe}
+        # Bound as JSON text: any driver connection can run the statement as compiled.
+        document = sa.cast(sa.literal(json.dumps(probe), sa.Text), postgresql.JSONB)
+        return sa.type_coerce(self.column, postgresql.JSONB).contains(document)
 
     def is_empty(self) -> Condition:
         if self.dialect == "sqlite":
@@ -832,16 +871,20 @@ class _Array:
     def __init__(self, column: Expr, dialect: Dialect) -> None:
         self.column = column
         self.dialect = dialect
+        self.is_jsonb = dialect == "postgresql" and _is_jsonb(column)
+
+    def _function(self, name: str) -> Any:
+        return _pg_json_function(name, self.is_jsonb)
 
     def _elements(self) -> Any:
         if self.dialect == "sqlite":
             return sa.func.json_each(self.column).table_valued("value", "type").alias()
         # json_array_elements fails on a non-array; treat those as empty.
         safe = sa.case(
-            (sa.func.json_typeof(self.column) == "array", self.column),
-            else_=sa.func.json_build_array(),
+            (self._function("typeof")(self.column) == "array", self.column),
+            else_=self._function("build_array")(),
         )
-        return sa.func.json_array_elements(safe).table_valued("value").alias()
+        return self._function("array_elements")(safe).table_valued("value").alias()
 
     def _any(self, condition: Callable[[Any], Condition]) -> Condition:
         elements = self._elements()
@@ -866,12 +909,14 @@ class _Array:
         if key is not None:
             node = node.op("->", return_type=sa.JSON)(sa.literal(key, sa.String))
         text = node.op("#>>", return_type=sa.String)(sa.literal([], postgresql.ARRAY(sa.Text)))
-        return sa.func.json_typeof(node, type_=sa.String) == "string", text
+        return self._function("typeof")(node, type_=sa.String) == "string", text
 
     def contains(self, value: str, key: str | None) -> Condition:
         if self.dialect == "postgresql":
             # A containment test, no unnesting: '[{"id": "x", "type": "t"}]' @> '[{"id": "x"}]'.
             probe: Any = [value] if key is None else [{key: value}]
+            if self.is_jsonb:
+                return sa.type_coerce(self.column, postgresql.JSONB).contains(probe)
             return sa.cast(self.column, postgresql.JSONB).contains(probe)
 
         def condition(elements: Any) -> Condition:
@@ -902,7 +947,10 @@ class _Array:
             # json_array_length is 0 for a non-array and NULL only for SQL NULL.
             return sa.func.coalesce(sa.func.json_array_length(self.column), 0) == 0
         length = sa.case(
-            (sa.func.json_typeof(self.column) == "array", sa.func.json_array_length(self.column)),
+            (
+                self._function("typeof")(self.column) == "array",
+                self._function("array_length")(self.column),
+            ),
             else_=0,
         )
         return length == 0
@@ -1032,10 +1080,12 @@ class _Compiler:
             return _regex_match(target.text(), predicate.value, self.dialect)
         value = predicate.value
         if predicate.quoted:
+            if op == "eq":
+                return target.string_equals(value)
             return _compare(target.text(), op, sa.literal(value, sa.String))
         is_number = bool(_NUMBER.fullmatch(value))
         if op == "eq":
-            alternatives = [target.text() == sa.literal(value, sa.String)]
+            alternatives = [target.string_equals(value)]
             number = _float_or_none(value) if is_number else None
             if number is not None:
                 alternatives.append(target.number() == sa.literal(number, sa.Float))
