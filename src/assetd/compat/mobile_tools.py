@@ -27,8 +27,9 @@ from assetd.context import AppContext, get_context
 from assetd.errors import AssetdError, InvalidInput
 from assetd.packages.models import Package
 from assetd.packages.plan import Resolution
+from assetd.packages.report import render_report
 from assetd.packages.routes import artifact_response, package_service, receive_package
-from assetd.packages.service import InstallOptions, InstallRefused, render_report
+from assetd.packages.service import InstallOptions, InstallRefused
 from assetd.problems import status_for
 from assetd.tenants.schemas import CamelModel, InputModel
 

@@ -18,6 +18,7 @@ from assetd.auth.dependencies import require_scope
 from assetd.auth.principal import DELETE, INSTALL, READ, WRITE, Principal
 from assetd.context import AppContext, get_context
 from assetd.errors import InvalidInput
+from assetd.packages.export import ExportSelection, ExportService
 from assetd.packages.models import Package
 from assetd.packages.schemas import (
     MAX_PAGE_SIZE,
@@ -30,7 +31,7 @@ from assetd.packages.schemas import (
     PackageRead,
     report_of,
 )
-from assetd.packages.service import ExportSelection, InstallOptions, PackageService
+from assetd.packages.service import InstallOptions, PackageService
 from assetd.tenants.service import TenantService
 
 router = APIRouter(tags=["packages"])
@@ -221,7 +222,8 @@ async def export_package(data: ExportRequest, principal: Reader, context: Contex
         version=data.version,
         description=data.description,
     )
-    export = await package_service(context).export(principal, selection)
+    exporter = ExportService(context.db, context.storage, context.sniffer, context.settings)
+    export = await exporter.export(principal, selection)
     return StreamingResponse(
         iterate_in_threadpool(export.chunks),
         media_type=ZIP,
