@@ -18,10 +18,9 @@ import anyio.to_thread
 import sqlalchemy as sa
 
 from assetd.assets import query
-from assetd.assets.models import Access, Asset, AssetKind, AssetState
+from assetd.assets.models import Access, AssetKind
 from assetd.assets.repository import ASSET_COLUMNS, asset_rows_statement, content_row_statement
 from assetd.assets.service import (
-    MAX_PAGE_SIZE,
     SCAN_INFECTED,
     SCAN_PENDING,
     AssetService,
@@ -29,7 +28,7 @@ from assetd.assets.service import (
 )
 from assetd.auth.principal import Principal
 from assetd.db.session import Database
-from assetd.errors import Forbidden, InvalidInput, NotFound, NotReady
+from assetd.errors import Forbidden, NotFound, NotReady
 from assetd.ids import is_id
 
 T = TypeVar("T")
@@ -176,54 +175,23 @@ async def search(
 ) -> RowPage:
     """AssetService.search() with the page read as plain rows in one round.
 
-    The conditions, order, cursor and visibility are built exactly as search() builds them
-    (a test holds the two to the same answers); only the page's SELECT differs. The total,
-    asked for with X-Total-Count, still goes through the service's session.
+    The conditions, order, cursor and visibility come from the same plan_page() as
+    search()'s (a test holds the two to the same answers); only the page's SELECT differs.
+    The total, asked for with X-Total-Count, still goes through the service's session.
     """
     dialect = "sqlite" if db.is_sqlite else "postgresql"
-    if not 1 <= params.page_size <= MAX_PAGE_SIZE:
-        raise InvalidInput(f"pageSize must be between 1 and {MAX_PAGE_SIZE}")
-    if params.page_number < 1:
-        raise InvalidInput("pageNumber must be 1 or more")
-    where: list[sa.ColumnElement[bool]] = []
-    if params.only_trashed:
-        where.append(Asset.state == AssetState.trashed)
-    elif params.include_trashed:
-        where.append(Asset.state.in_([AssetState.active, AssetState.trashed]))
-    else:
-        where.append(Asset.state == AssetState.active)
-    condition = query.compile_query(params.q, service.fields, dialect=dialect)
-    if condition is not None:
-        where.append(condition)
-    keys = query.compile_sort(params.sort, service.fields, dialect=dialect)
-    page_where = list(where)
-    visible = service.security.visibility_condition(principal)
-    if visible is not None:
-        page_where.append(visible)
-    offset = (params.page_number - 1) * params.page_size
-    if params.cursor:
-        page_where.append(query.cursor_condition(keys, params.cursor))
-        offset = 0
+    plan = service.plan_page(principal, params, dialect=dialect)
     statement = (
         asset_rows_statement(principal.tenant.id)
-        .where(*page_where)
-        .order_by(*query.order_by(keys))
-        .limit(params.page_size + 1)
-        .offset(offset)
+        .where(*plan.page_where)
+        .order_by(*query.order_by(plan.keys))
+        .limit(plan.page_size + 1)
+        .offset(plan.offset)
     )
 
     def run(connection: sa.Connection) -> list[sa.Row[Any]]:
         return list(connection.execute(statement).all())
 
-    items = await db.read(run)
-    next_cursor = None
-    if len(items) > params.page_size:
-        items = items[: params.page_size]
-        next_cursor = query.encode_cursor(keys, query.sort_values(keys, items[-1]))
-    total = None
-    if params.with_total:
-        visible = service.security.visibility_condition(principal, whole_table=True)
-        if visible is not None:
-            where.append(visible)
-        total = await service.assets.count(principal.tenant.id, where=where)
+    items, next_cursor = plan.cut(await db.read(run))
+    total = await service.count_matching(principal, plan) if params.with_total else None
     return RowPage(items, next_cursor, total)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import ColumnElement
@@ -53,6 +53,8 @@ log = structlog.get_logger()
 
 MAX_PAGE_SIZE = 1000
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class ListParams:
@@ -64,6 +66,25 @@ class ListParams:
     include_trashed: bool = False
     only_trashed: bool = False
     with_total: bool = False
+
+
+@dataclass(frozen=True)
+class PagePlan:
+    """One page of a search: `where` filters (for counting), `page_where` also hides what
+    the principal may not see and starts after the cursor."""
+
+    where: list[ColumnElement[bool]]
+    page_where: list[ColumnElement[bool]]
+    keys: list[query.SortKey]
+    page_size: int
+    offset: int
+
+    def cut(self, found: list[T]) -> tuple[list[T], str | None]:
+        """The page out of page_size + 1 rows read, and the cursor to the next one."""
+        if len(found) <= self.page_size:
+            return found, None
+        items = found[: self.page_size]
+        return items, query.encode_cursor(self.keys, query.sort_values(self.keys, items[-1]))
 
 
 @dataclass
@@ -105,15 +126,20 @@ class AssetService:
         await self.security.authorize(principal, asset, action)
         return asset
 
-    async def search(
+    def plan_page(
         self,
         principal: Principal,
         params: ListParams,
         *,
         where: Sequence[ColumnElement[bool]] = (),
-    ) -> AssetList:
-        """A page of assets matching `params`, and `where` too (e.g. a collection's members)."""
-        dialect = self.assets.dialect
+        dialect: str | None = None,
+    ) -> PagePlan:
+        """How to read one page of a search: its conditions, order, limit and offset.
+
+        Shared by search() and the plain-row list read (assets.reads), so both always page,
+        filter and hide exactly alike.
+        """
+        dialect = dialect or self.assets.dialect
         if not 1 <= params.page_size <= MAX_PAGE_SIZE:
             raise InvalidInput(f"pageSize must be between 1 and {MAX_PAGE_SIZE}")
         if params.page_number < 1:
@@ -137,23 +163,34 @@ class AssetService:
         if params.cursor:
             page_where.append(query.cursor_condition(keys, params.cursor))
             offset = 0
-        items = await self.assets.find(
+        return PagePlan(where, page_where, keys, params.page_size, offset)
+
+    async def count_matching(self, principal: Principal, plan: PagePlan) -> int:
+        """How many assets the plan's filter matches that the principal may see."""
+        where = list(plan.where)
+        visible = self.security.visibility_condition(principal, whole_table=True)
+        if visible is not None:
+            where.append(visible)
+        return await self.assets.count(principal.tenant.id, where=where)
+
+    async def search(
+        self,
+        principal: Principal,
+        params: ListParams,
+        *,
+        where: Sequence[ColumnElement[bool]] = (),
+    ) -> AssetList:
+        """A page of assets matching `params`, and `where` too (e.g. a collection's members)."""
+        plan = self.plan_page(principal, params, where=where)
+        found = await self.assets.find(
             principal.tenant.id,
-            where=page_where,
-            order_by=query.order_by(keys),
-            limit=params.page_size + 1,
-            offset=offset,
+            where=plan.page_where,
+            order_by=query.order_by(plan.keys),
+            limit=plan.page_size + 1,
+            offset=plan.offset,
         )
-        next_cursor = None
-        if len(items) > params.page_size:
-            items = items[: params.page_size]
-            next_cursor = query.encode_cursor(keys, query.sort_values(keys, items[-1]))
-        total = None
-        if params.with_total:
-            visible = self.security.visibility_condition(principal, whole_table=True)
-            if visible is not None:
-                where.append(visible)
-            total = await self.assets.count(principal.tenant.id, where=where)
+        items, next_cursor = plan.cut(found)
+        total = await self.count_matching(principal, plan) if params.with_total else None
         return AssetList(items, next_cursor, total)
 
     async def tenant_of(self, asset_id: str) -> str | None:
