@@ -202,6 +202,37 @@ class TestBlobStorageContract:
         assert read_all(store, KEY) == data
         assert list(store.list_staging()) == []
 
+    def test_publish_now_makes_sealed_bytes_visible_or_does_nothing(
+        self, store: BlobStorage
+    ) -> None:
+        data = os.urandom(1000)
+        writer = store.writer()
+        writer.write(data)
+        writer.seal()
+
+        finish = writer.publish_now(KEY)
+
+        if finish is None:  # no cheap half (S3): nothing published, commit() still works
+            assert list(store.list()) == []
+            writer.commit(KEY)
+        else:
+            assert read_all(store, KEY) == data  # visible before the durable half runs
+            finish()
+            writer.abort()  # after publishing, abort must not take the blob back
+        assert read_all(store, KEY) == data
+        assert list(store.list_staging()) == []
+
+    def test_publish_now_does_nothing_before_seal(self, store: BlobStorage) -> None:
+        writer = store.writer()
+        writer.write(b"not sealed")
+        if isinstance(store, InMemoryBlobStorage):
+            pytest.skip("memory holds nothing durably: sealing has no work to do")
+
+        assert writer.publish_now(KEY) is None
+        assert list(store.list()) == []
+        writer.abort()
+        assert list(store.list_staging()) == []
+
     def test_abandoned_writer_is_listed_in_staging_until_deleted(
         self, store: BlobStorage, abandon: Abandon
     ) -> None:

@@ -16,8 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import anyio.to_thread
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from assetd.assets.sniff import SNIFF_BYTES
+from assetd.db.session import after_commit
 from assetd.errors import AssetdError, DigestMismatch, InvalidInput
 from assetd.storage.base import BlobStorage, BlobWriter
 
@@ -72,8 +74,18 @@ class StagedUpload:
     filename: str = ""
     published: bool = field(default=False)
 
-    async def publish(self, key: str) -> None:
-        await anyio.to_thread.run_sync(self.writer.commit, key)
+    async def publish(self, key: str, session: AsyncSession | None = None) -> None:
+        """Make the bytes the blob under key, replacing identical bytes that may be there.
+
+        Given the session whose transaction references the blob, a store that can publish
+        by a rename does it at once, on the loop, and the fsync that makes it durable waits
+        for the commit (after_commit): SQLite's write lock is not held while the disk syncs.
+        """
+        finish = self.writer.publish_now(key) if session is not None else None
+        if session is not None and finish is not None:
+            after_commit(session, finish)
+        else:
+            await anyio.to_thread.run_sync(self.writer.commit, key)
         self.published = True
 
     async def discard(self) -> None:

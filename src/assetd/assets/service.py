@@ -419,7 +419,7 @@ class AssetService:
             # while the row is locked, so gc cannot delete them in between.
             if not await self.tenants.charge(tenant.id, staged.size_bytes):
                 raise QuotaExceeded("the file does not fit in the tenant's storage quota")
-            await staged.publish(blob_key(tenant.id, staged.sha256))
+            await staged.publish(blob_key(tenant.id, staged.sha256), self.session)
         else:
             await staged.discard()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -10,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import structlog
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
 from huey.consumer import Consumer
+from huey.storage import SqliteStorage
 
 log = structlog.get_logger()
 
@@ -30,7 +32,9 @@ def build_huey(url: str) -> Huey:
         # As in SQLAlchemy URLs: sqlite:///relative/path, sqlite:////absolute/path.
         path = Path(parts.path[1:] if parts.path.startswith("/") else parts.path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return SqliteHuey(name, filename=str(path), results=False, timeout=30)
+        return SqliteHuey(
+            name, filename=str(path), results=False, timeout=30, storage_class=_SqliteBroker
+        )
     if parts.scheme in ("redis", "rediss"):
         rest = "&".join(f"{k}={v}" for k, values in query.items() for v in values)
         plain = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
@@ -38,6 +42,20 @@ def build_huey(url: str) -> Huey:
     if parts.scheme == "memory":
         return MemoryHuey(name, results=False)
     raise ValueError(f"unsupported jobs URL {url!r}: use sqlite:///…, redis://… or memory://")
+
+
+class _SqliteBroker(SqliteStorage):  # type: ignore[misc]
+    """huey's SQLite storage with synchronous=NORMAL, which WAL keeps consistent.
+
+    huey leaves SQLite's default (FULL), an fsync for every push and every take. The broker
+    needs no durability of its own: a job is a row in assetd's database first, and the
+    sweeper pushes again what a crash lost.
+    """
+
+    def _create_connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection = super()._create_connection()
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
 
 
 class HueyJobQueue:

@@ -247,7 +247,7 @@ class ThreadedExecutor:
         runner: JobRunner | None = getattr(self._local, "runner", None)
         if runner is None:
             self._local.loop = asyncio.new_event_loop()
-            db = Database(self.context.settings.resolved_database_url())
+            db = Database(self.context.settings.resolved_database_url(), background=True)
             thread_context = dataclasses.replace(self.context, db=db)
             runner = self._local.runner = JobRunner(thread_context, self.registry, self.queue)
         self._local.loop.run_until_complete(runner.run(job_id))

@@ -141,7 +141,7 @@ class PackageService:
                 if new_bytes:
                     if not await TenantRepository(session).charge(tenant_id, staged.size_bytes):
                         raise QuotaExceeded("the package does not fit in the tenant's quota")
-                    await staged.publish(key)
+                    await staged.publish(key, session)
                 else:
                     await staged.discard()
                 try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -48,6 +48,15 @@ class BlobWriter(Protocol):
 
     def commit(self, key: str) -> None:
         """Durably publish the staged bytes under key, replacing what may be there."""
+
+    def publish_now(self, key: str) -> Callable[[], None] | None:
+        """commit() in two halves, where the first is cheap enough for the event loop.
+
+        Makes the sealed bytes visible under key at once (a rename) and returns the blocking
+        second half that makes this durable (an fsync of the directory), for the caller to
+        run later, off the loop. None, with nothing done: this store has no cheap first half
+        (S3 copies objects) or the bytes are not sealed, and commit() is the way.
+        """
 
     def abort(self) -> None:
         """Drop the staged bytes; safe to call twice or after commit."""

@@ -8,9 +8,10 @@ import hashlib
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -64,6 +65,15 @@ class LocalBlobWriter:
         # Identical content may already be there (content addressing); replacing it is harmless.
         os.replace(self.staging_path, target)
         _fsync_dir(target.parent)
+
+    def publish_now(self, key: str) -> Callable[[], None] | None:
+        if not self._sealed:
+            return None
+        target = self._storage.path_for(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.staging_path, target)
+        self._sealed = False
+        return partial(_fsync_dir, target.parent)
 
     def abort(self) -> None:
         self._sealed = False
@@ -304,6 +314,9 @@ class LocalAssembledUpload:
         os.replace(self._path, target)
         _fsync_dir(target.parent)
         self._done = True
+
+    def publish_now(self, key: str) -> Callable[[], None] | None:
+        return None  # gigabytes to fsync first: commit() runs off the loop
 
     def abort(self) -> None:
         if not self._done:

@@ -6,7 +6,7 @@ import builtins
 import hashlib
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from assetd.storage.base import (
@@ -44,6 +44,10 @@ class InMemoryBlobWriter:
             data, _ = self._storage.staging.pop(self.staging_key)
             self._storage.blobs[key] = (bytes(data), datetime.now(UTC))
         self._closed = True
+
+    def publish_now(self, key: str) -> Callable[[], None] | None:
+        self.commit(key)
+        return _nothing
 
     def abort(self) -> None:
         self._closed = True
@@ -212,5 +216,13 @@ class InMemoryAssembled:
             data, _ = self._storage.uploads.pop(self._handle)
             self._storage.blobs[key] = (bytes(data), datetime.now(UTC))
 
+    def publish_now(self, key: str) -> Callable[[], None] | None:
+        self.commit(key)
+        return _nothing
+
     def abort(self) -> None:
         self._storage.uploads.pop(self._handle, None)
+
+
+def _nothing() -> None:
+    """Memory holds nothing durably: publishing has no second half."""

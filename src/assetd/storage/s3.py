@@ -124,6 +124,9 @@ class S3BlobWriter:
         self._buffer = bytearray()
         self._state = "committed"
 
+    def publish_now(self, key: str) -> Callable[[], None] | None:
+        return None  # S3 has no rename: publishing is a request (PUT or copy)
+
     def abort(self) -> None:
         if self._state in ("committed", "aborted"):
             return
@@ -377,6 +380,9 @@ class S3AssembledUpload:
         except (BotoCoreError, ClientError) as exc:
             # The blob is published; what is left is listed by list_uploads under the handle.
             log.warning("storage.upload_delete_failed", handle=self._upload.handle, error=str(exc))
+
+    def publish_now(self, key: str) -> Callable[[], None] | None:
+        return None  # S3 has no rename: publishing is a request (PUT or copy)
 
     def abort(self) -> None:
         if self._state == "open":
