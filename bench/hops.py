@@ -6,10 +6,11 @@ connections, threads started, and how long SQLite's write lock is held.
     .venv/bin/python -m bench.hops --handoff           # cost of one thread hand-off
 
 Runs assetd's own app (create_app) under uvicorn in this process, on a fresh SQLite data dir,
-with counters wrapped around aiosqlite (every call runs on the connection's thread: one
-hand-off each way), anyio.to_thread.run_sync (storage, hashing, file reads), SQLAlchemy's
-cursor/connect/begin/commit events and threading.Thread.start. Nothing under src/ changes.
-Sequential requests by default (concurrency 1), so the counts are per request.
+with counters wrapped around aiosqlite (since 6c5c13f assetd's SQLite calls no longer hand
+off to a thread, and that counter stays at 0), anyio.to_thread.run_sync (storage, hashing,
+file reads), SQLAlchemy's cursor/connect/begin/commit events and threading.Thread.start.
+Nothing under src/ changes. Sequential requests by default (concurrency 1), so the counts
+are per request.
 """
 
 from __future__ import annotations
@@ -76,26 +77,34 @@ def install_counters() -> None:
         if began is not None:
             # a whole aiosqlite round trip: hand-off, SQLite, hand-back
             TIMES["SQL execute round trips ms"] += time.perf_counter() - began
-        if statement.startswith("BEGIN IMMEDIATE"):
-            # the lock is ours once BEGIN IMMEDIATE returns
+
+    @sa.event.listens_for(sa.engine.Engine, "begin")
+    def _begin(conn: Any) -> None:
+        # On SQLite's writer engine (a pool of one) a transaction holds the write lock from
+        # its BEGIN IMMEDIATE to its commit.
+        if getattr(conn.engine.pool, "size", lambda: 0)() == 1:
             _write_began[id(conn)] = time.perf_counter()
-            TIMES["waiting for BEGIN IMMEDIATE ms"] += time.perf_counter() - (began or 0)
 
     @sa.event.listens_for(sa.engine.Engine, "commit")
     def _commit(conn: Any) -> None:
         COUNTS["commits"] += 1
         began = _write_began.pop(id(conn), None)
         if began is not None:
-            LOCK_HELD.append(time.perf_counter() - began)
+            held = time.perf_counter() - began
+            LOCK_HELD.append(held)
+            # The server's thread, or a job runner's ("Worker-N"): both write.
+            TIMES[f"write lock held by {threading.current_thread().name.split('-')[0]} ms"] += held
 
     from assetd.assets.ingest import StagedUpload
 
     original_publish = StagedUpload.publish
 
-    async def publish(self: Any, key: str) -> None:
+    async def publish(self: Any, key: str, *args: Any) -> None:
         began = time.perf_counter()
-        await original_publish(self, key)
-        TIMES["publish (fsync file, rename, fsync dir) ms"] += time.perf_counter() - began
+        await original_publish(self, key, *args)
+        TIMES["publish (rename; without a session also fsync dir) ms"] += (
+            time.perf_counter() - began
+        )
 
     StagedUpload.publish = publish  # type: ignore[method-assign]
 
