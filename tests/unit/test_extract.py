@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from assetd.processing import ExtractionError, extract, extract_facts
+from assetd.processing.kinds import EXTRACTED_TYPES, has_facts
 from tests.fixtures import real_files
 
 APK = "application/vnd.android.package-archive"
@@ -408,3 +409,12 @@ class TestDispatch:
         facts = extract_facts(path, "image/jpeg")
 
         assert json.loads(json.dumps(facts)) == facts
+
+
+def test_scheduling_knows_the_types_extraction_has_parsers_for() -> None:
+    # kinds.EXTRACTED_TYPES decides who gets an extract job without importing the parsers.
+    assert set(extract._EXTRACTORS) == EXTRACTED_TYPES
+    assert has_facts("video/mp4")
+    assert has_facts("IMAGE/JPEG; charset=binary")
+    assert not has_facts("application/octet-stream")
+    assert not has_facts("text/plain")

@@ -41,7 +41,7 @@ from assetd.events.models import EventType
 from assetd.events.service import EventService
 from assetd.ids import new_id
 from assetd.jobs.service import JobService
-from assetd.processing.kinds import EXTRACT, RENDITION_KINDS, SCAN
+from assetd.processing.kinds import EXTRACT, RENDITION_KINDS, SCAN, has_facts
 from assetd.renditions.imaging import can_render
 from assetd.renditions.repository import RenditionRepository
 from assetd.storage.keys import blob_key
@@ -455,7 +455,9 @@ class AssetService:
             kinds = [SCAN] if self.jobs.scanning else []
             if can_render(version.mime_type):
                 kinds = [*kinds, *RENDITION_KINDS.values()]
-            await self.jobs.schedule(principal.tenant.id, asset.id, version.id, [*kinds, EXTRACT])
+            if has_facts(version.mime_type):
+                kinds = [*kinds, EXTRACT]
+            await self.jobs.schedule(principal.tenant.id, asset.id, version.id, kinds)
 
     # -- changing --------------------------------------------------------------------------
 

@@ -50,7 +50,8 @@ class ExtractionError(ValueError):
 
 
 def extract_facts(path: Path, mime_type: str) -> Facts:
-    """Facts for ``path`` by its sniffed MIME type; ``{}`` for types we know nothing about."""
+    """Facts for ``path`` by its sniffed MIME type; ``{}`` for types we know nothing about
+    (those of which kinds.has_facts() says no: they get no extract job)."""
     mime = mime_type.split(";", 1)[0].strip().lower()
     extractor = _EXTRACTORS.get(mime)
     if extractor is None:

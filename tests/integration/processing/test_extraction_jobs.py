@@ -110,6 +110,20 @@ async def test_a_corrupt_file_fails_its_job_with_the_error_and_the_server_goes_o
     await uploaded(client, tenant, make_pdf(tmp_path / "ok"))
 
 
+async def test_a_type_without_facts_gets_no_extract_job(
+    client: httpx.AsyncClient, tenant: TenantCredentials
+) -> None:
+    response = await upload(client, tenant, bytes(range(256)) * 40, "opaque.bin")
+    assert response.status_code == 201, response.text
+    asset = response.json()
+
+    listed = await client.get(f"/v1/assets/{asset['id']}/jobs", headers=tenant.headers)
+
+    assert listed.status_code == 200, listed.text
+    assert [job["kind"] for job in listed.json()] == []
+    assert asset["facts"] == {}
+
+
 async def test_jobs_of_another_tenants_asset_are_missing(
     client: httpx.AsyncClient,
     tenant: TenantCredentials,
