@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from typing import cast
 
 import sqlalchemy as sa
 
@@ -30,17 +31,22 @@ class TenantRepository(RepositoryBase[Tenant]):
         return int(await self.session.scalar(sa.select(sa.func.count()).select_from(Tenant)) or 0)
 
     async def charge(self, tenant_id: str, size_bytes: int) -> bool:
-        """Add bytes to the tenant's usage unless that would pass its quota; False if it would."""
+        """Add bytes to the tenant's usage unless that would pass its quota; False if it would.
+
+        A Core UPDATE of the table: the ORM's would also look for Tenant objects in the
+        session to change, on every upload, and there are none (principals hold copies).
+        """
+        tenants = cast(sa.Table, Tenant.__table__)
         stmt = (
-            sa.update(Tenant)
-            .where(Tenant.id == tenant_id)
+            sa.update(tenants)
+            .where(tenants.c.id == tenant_id)
             .where(
                 sa.or_(
-                    Tenant.quota_bytes.is_(None),
-                    Tenant.used_bytes + size_bytes <= Tenant.quota_bytes,
+                    tenants.c.quota_bytes.is_(None),
+                    tenants.c.used_bytes + size_bytes <= tenants.c.quota_bytes,
                 )
             )
-            .values(used_bytes=Tenant.used_bytes + size_bytes)
+            .values(used_bytes=tenants.c.used_bytes + size_bytes)
         )
         result = await self.session.execute(stmt)
         return bool(result.rowcount)  # type: ignore[attr-defined]
