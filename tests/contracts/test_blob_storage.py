@@ -12,6 +12,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
+from assetd.storage import local as local_storage
 from assetd.storage.base import (
     READ_CHUNK_BYTES,
     BlobNotFound,
@@ -276,6 +277,27 @@ class TestBlobStorageContract:
 
 
 class TestLocalBlobStorage:
+    def test_writer_starts_writeback_every_few_mib_as_bytes_arrive(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        calls: list[tuple[int, int, int]] = []
+
+        def record(fd: int, offset: int, count: int, flags: int) -> int:
+            calls.append((offset, count, flags))
+            return 0
+
+        monkeypatch.setattr(local_storage._WriteBack, "_call", staticmethod(record))
+        store = LocalBlobStorage(tmp_path / "root")
+        writer = store.writer()
+        data = os.urandom(MiB)
+        for _ in range(20):
+            writer.write(data)
+        writer.commit(KEY)
+
+        step = local_storage.WRITE_BACK_BYTES
+        assert calls == [(0, step, 2), (step, step, 2)]  # 16 of 20 MiB handed to the disk
+        assert read_all(store, KEY) == data * 20
+
     @pytest.mark.parametrize("operation", KEYED_OPS, ids=KEYED_OP_IDS)
     def test_key_cannot_follow_a_symlink_out_of_root(
         self, tmp_path: Path, operation: Callable[[BlobStorage, str], None]

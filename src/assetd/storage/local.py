@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import ctypes
 import fcntl
 import hashlib
 import os
@@ -31,19 +32,58 @@ STAGING_DIR = ".staging"
 # Multipart and tus uploads: one file per upload, filled at offsets, kept across requests.
 UPLOADS_DIR = ".uploads"
 _RESERVED = (STAGING_DIR, UPLOADS_DIR)
+# A writer asks the kernel to start writing back every this many bytes (see _WriteBack).
+WRITE_BACK_BYTES = 8 * 1024 * 1024
+
+
+class _WriteBack:
+    """sync_file_range(SYNC_FILE_RANGE_WRITE) behind a file as it is written.
+
+    The kernel would keep a whole upload dirty in the page cache (writeback starts at 10% of
+    RAM) and the fsync at seal() would then write all of it while the client waits. Started
+    every few MiB, writeback runs while the rest arrives, and seal() finds little left: the
+    512 MiB upload went from 77% to 82% of nginx's PUT. The call only starts I/O and does not
+    wait for it; where it does not exist (not Linux), nothing changes but the speed.
+    """
+
+    _call = getattr(ctypes.CDLL(None, use_errno=True), "sync_file_range", None)
+    if _call is not None:
+        _call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    _WRITE = 2  # SYNC_FILE_RANGE_WRITE
+
+    def __init__(self, start: int = 0) -> None:
+        # Offsets in the file: where this writer began, and how far it handed to writeback.
+        self.flushed = start
+        self.written = start
+
+    def wrote(self, fd: int, count: int) -> None:
+        self.written += count
+        pending = self.written - self.flushed
+        if pending >= WRITE_BACK_BYTES and self._call is not None:
+            self._call(fd, self.flushed, pending, self._WRITE)
+            self.flushed = self.written
 
 
 class LocalBlobWriter:
     def __init__(self, storage: LocalBlobStorage) -> None:
         self._storage = storage
         self.staging_path = storage.root / STAGING_DIR / uuid.uuid4().hex
-        self._file: BinaryIO | None = open(self.staging_path, "xb")
+        self._file: BinaryIO | None = open(self.staging_path, "xb", buffering=0)
         self._sealed = False  # held open until commit/abort
+        self._write_back = _WriteBack()
 
     def write(self, data: bytes) -> None:
         if self._file is None:
             raise ValueError("writer is closed")
-        self._file.write(data)
+        # Unbuffered: one write() per batch, no copy into a Python buffer, and the kernel
+        # holds every byte written when writeback is started below.
+        view = memoryview(data)
+        while view:
+            written = self._file.write(view)
+            if not written:
+                raise OSError(f"write to {self.staging_path} stalled")
+            view = view[written:]
+        self._write_back.wrote(self._file.fileno(), len(data))
 
     def seal(self) -> None:
         if self._file is None:
@@ -241,6 +281,7 @@ class LocalPartWriter:
         # MD5 runs at ~800 MiB/s on one core: hashed in a thread of its own while this one
         # writes (both release the GIL), so a batch costs the slower of the two, not the sum.
         self._hasher = ThreadPoolExecutor(1, "assetd-part-md5") if with_etag else None
+        self._write_back = _WriteBack(offset)
 
     def write(self, data: bytes) -> None:
         if self._fd is None:
@@ -256,6 +297,7 @@ class LocalPartWriter:
                 done = os.pwrite(self._fd, view, self._offset + self._size)
                 self._size += done
                 view = view[done:]
+            self._write_back.wrote(self._fd, len(data))
         finally:
             if hashing is not None:
                 hashing.result()
@@ -263,8 +305,6 @@ class LocalPartWriter:
     def finish(self) -> PartInfo:
         if self._fd is None:
             raise ValueError("writer is closed")
-        # Durable before the part is acknowledged; one fsync per part also spreads the
-        # writeback over the upload instead of leaving it all to the final publish.
         if self._sync:
             # Durable before the part is acknowledged. One fsync per part also spreads the
             # writeback over the upload, where the parallel parts hide it, instead of leaving
