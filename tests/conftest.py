@@ -110,6 +110,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         secret_key="test-secret-test-secret-test-secret",  # type: ignore[arg-type]
         public_url="http://testserver",
         api_key_cache_seconds=0,
+        # The tests' webhook receivers listen on 127.0.0.1 (events.targets refuses it).
+        webhook_allow_private_targets=True,
     )
 
 

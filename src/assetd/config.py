@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     upload_cleanup_interval_seconds: float = Field(
         300.0, description="How often `serve` removes expired upload sessions; 0 turns it off."
     )
+    webhook_allow_private_targets: bool = Field(
+        False,
+        description="Let webhooks go to loopback, private, link-local and other non-public "
+        "addresses (closed networks, tests). Off: such URLs are refused.",
+    )
     blob_grace_seconds: int = 3600
     api_key_cache_seconds: float = 5.0
 

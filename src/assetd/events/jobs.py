@@ -9,6 +9,7 @@ import structlog
 
 from assetd.db.base import utcnow
 from assetd.events.service import WEBHOOK, WebhookService, encode_payload, sign
+from assetd.events.targets import TargetRefused, resolve
 
 if TYPE_CHECKING:
     from assetd.context import AppContext
@@ -41,13 +42,22 @@ async def deliver(context: AppContext, job: JobInfo) -> None:
             "X-Assetd-Signature": sign(subscription.secret, body),
         }
         status_code, error = None, None
+        allow_private = context.settings.webhook_allow_private_targets
         try:
+            target = await resolve(subscription.url, allow_private=allow_private)
+            if target.host_header is not None:
+                headers["Host"] = target.host_header
+            extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else {}
             # Streamed and never read: a receiver's response body is of no interest, however big.
             async with (
                 httpx.AsyncClient(timeout=TIMEOUT_SECONDS, follow_redirects=False) as client,
-                client.stream("POST", subscription.url, content=body, headers=headers) as reply,
+                client.stream(
+                    "POST", target.url, content=body, headers=headers, extensions=extensions
+                ) as reply,
             ):
                 status_code = reply.status_code
+        except TargetRefused as exc:
+            error = f"refused: {exc}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if status_code is not None and not 200 <= status_code < 300:

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from assetd.auth.dependencies import require_scope
 from assetd.auth.principal import ADMIN, READ, Principal
+from assetd.context import AppContext, get_context
 from assetd.db.dependencies import ReadOnly, UnitOfWork
 from assetd.events.schemas import (
     EventPage,
@@ -27,6 +28,7 @@ Reader = Annotated[Principal, Depends(require_scope(READ))]
 Admin = Annotated[Principal, Depends(require_scope(ADMIN))]
 Session = Annotated[AsyncSession, UnitOfWork]
 ReadSession = Annotated[AsyncSession, ReadOnly]
+Context = Annotated[AppContext, Depends(get_context)]
 WebhookId = Annotated[str, Path(max_length=64, description="The webhook's 24-hex id.")]
 PageSize = Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)]
 
@@ -52,9 +54,10 @@ async def list_events(
 
 @router.post("/webhooks", status_code=201, response_model=WebhookCreated, summary="Add a webhook")
 async def create_webhook(
-    data: WebhookCreate, response: Response, principal: Admin, session: Session
+    data: WebhookCreate, response: Response, principal: Admin, session: Session, context: Context
 ) -> WebhookCreated:
-    subscription = await WebhookService(session).create(
+    service = WebhookService(session, allow_private=context.settings.webhook_allow_private_targets)
+    subscription = await service.create(
         principal.tenant.id, url=data.url, event_types=data.event_types, is_active=data.is_active
     )
     response.headers["Location"] = f"/v1/webhooks/{subscription.id}"
@@ -75,9 +78,10 @@ async def get_webhook(webhook_id: WebhookId, principal: Admin, session: ReadSess
 
 @router.patch("/webhooks/{webhook_id}", response_model=WebhookRead, summary="Change a webhook")
 async def update_webhook(
-    webhook_id: WebhookId, data: WebhookUpdate, principal: Admin, session: Session
+    webhook_id: WebhookId, data: WebhookUpdate, principal: Admin, session: Session, context: Context
 ) -> WebhookRead:
-    row = await WebhookService(session).update(
+    service = WebhookService(session, allow_private=context.settings.webhook_allow_private_targets)
+    row = await service.update(
         principal.tenant.id,
         webhook_id,
         url=data.url,

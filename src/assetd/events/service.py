@@ -33,6 +33,7 @@ from assetd.events.repository import (
     WebhookDeliveryRepository,
     WebhookSubscriptionRepository,
 )
+from assetd.events.targets import check_saved_url
 from assetd.ids import new_id
 from assetd.jobs.models import Job
 from assetd.jobs.service import DEFAULT_MAX_ATTEMPTS, JobService
@@ -228,7 +229,9 @@ def check_event_types(event_types: Sequence[str]) -> list[str]:
 
 
 class WebhookService:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, allow_private: bool = False) -> None:
+        """allow_private: URLs may name non-public addresses (see events.targets)."""
+        self.allow_private = allow_private
         self.subscriptions = WebhookSubscriptionRepository(session)
         self.deliveries = WebhookDeliveryRepository(session)
 
@@ -240,7 +243,7 @@ class WebhookService:
             raise InvalidInput(f"a tenant has at most {MAX_SUBSCRIPTIONS} webhooks")
         subscription = WebhookSubscription(
             tenant_id=tenant_id,
-            url=check_url(url),
+            url=self._check_url(url),
             event_types=check_event_types(event_types),
             secret=secrets.token_hex(32),
             is_active=is_active,
@@ -250,6 +253,11 @@ class WebhookService:
         await self.subscriptions.add(subscription)
         log.info("webhook.created", webhook_id=subscription.id)
         return subscription
+
+    def _check_url(self, url: str) -> str:
+        checked = check_url(url)
+        check_saved_url(checked, allow_private=self.allow_private)
+        return checked
 
     async def get(self, tenant_id: str, subscription_id: str) -> WebhookSubscription:
         subscription = await self.subscriptions.get(tenant_id, subscription_id)
@@ -271,7 +279,7 @@ class WebhookService:
     ) -> WebhookSubscription:
         subscription = await self.get(tenant_id, subscription_id)
         if url is not None:
-            subscription.url = check_url(url)
+            subscription.url = self._check_url(url)
         if event_types is not None:
             subscription.event_types = check_event_types(event_types)
         if is_active is not None:

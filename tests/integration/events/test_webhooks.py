@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
+from assetd.app import create_app
 from assetd.auth.principal import READ
+from assetd.config import Settings
 from assetd.db.session import Database
 from tests.factories import TenantCredentials, add_key, bearer, upload
 from tests.integration.events.conftest import Receiver
+from tests.integration.jobs.conftest import fast_jobs
 
 pytestmark = pytest.mark.anyio
 
@@ -275,3 +279,62 @@ class TestSubscriptions:
             assert response.status_code in (400, 422), (body, response.text)
         bad_id = await client.get("/v1/webhooks/" + "x" * 100, headers=tenant.headers)
         assert bad_id.status_code == 422
+
+
+class TestPrivateTargets:
+    """With the default ASSETD_WEBHOOK_ALLOW_PRIVATE_TARGETS=false (the test suite's settings
+    turn it on for its loopback receivers)."""
+
+    @pytest.fixture
+    async def strict_client(
+        self, db: Database, settings: Settings
+    ) -> AsyncIterator[httpx.AsyncClient]:
+        strict = fast_jobs(settings, webhook_allow_private_targets=False, jobs_max_attempts=1)
+        application = create_app(strict)
+        async with application.router.lifespan_context(application):
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+                yield c
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "http://127.0.0.1:8080/hook",
+            "http://[::1]/hook",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.0.0.5/hook",
+            "http://[::ffff:192.168.0.1]/hook",
+        ],
+    )
+    async def test_a_url_naming_a_non_public_address_is_refused(
+        self, strict_client: httpx.AsyncClient, tenant: TenantCredentials, url: str
+    ) -> None:
+        body = {"url": url, "eventTypes": ["*"]}
+        created = await strict_client.post("/v1/webhooks", json=body, headers=tenant.headers)
+        assert created.status_code == 400, created.text
+        assert "not a public address" in created.json()["detail"]
+        hook = await subscribe(strict_client, tenant, "https://hooks.example.com/in")
+        patched = await strict_client.patch(
+            f"/v1/webhooks/{hook['id']}", json={"url": url}, headers=tenant.headers
+        )
+        assert patched.status_code == 400, patched.text
+        listed = await strict_client.get("/v1/webhooks", headers=tenant.headers)
+        assert [h["url"] for h in listed.json()] == ["https://hooks.example.com/in"]
+
+    async def test_a_name_for_loopback_is_not_delivered_to(
+        self, strict_client: httpx.AsyncClient, tenant: TenantCredentials, receiver: Receiver
+    ) -> None:
+        # The receiver listens on 127.0.0.1; "localhost" names it without the network.
+        port = receiver.url.split(":")[2].split("/")[0]
+        hook = await subscribe(strict_client, tenant, f"http://localhost:{port}/hook")
+        await upload(strict_client, tenant, b"hello", "h.txt")
+
+        async def failed() -> bool:
+            logs = await deliveries(strict_client, tenant, hook["id"])
+            return bool(logs) and all(d["state"] == "failed" for d in logs)
+
+        await wait_until(failed)
+        logs = await deliveries(strict_client, tenant, hook["id"])
+        assert all("refused: localhost resolves to" in d["error"] for d in logs), logs
+        assert all(d["statusCode"] is None for d in logs)
+        assert receiver.received() == []
