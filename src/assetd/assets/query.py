@@ -960,17 +960,29 @@ class _Array:
 
 
 def compile_query(
-    q: str | None, fields: Mapping[str, Field] = NATIVE_FIELDS, *, dialect: str
+    q: str | None,
+    fields: Mapping[str, Field] = NATIVE_FIELDS,
+    *,
+    dialect: str,
+    visible_groups: sa.Select[Any] | None = None,
 ) -> Condition | None:
-    """The WHERE condition for ``q`` (None when ``q`` is empty); QueryError when malformed."""
+    """The WHERE condition for ``q`` (None when ``q`` is empty); QueryError when malformed.
+
+    visible_groups: the ids of the groups (collections) the caller may see; membership
+    predicates consider no others. None: every group (an admin).
+    """
     terms = parse_query(q or "")
-    return compile_terms(terms, fields, dialect=dialect)
+    return compile_terms(terms, fields, dialect=dialect, visible_groups=visible_groups)
 
 
 def compile_terms(
-    terms: Sequence[Term], fields: Mapping[str, Field] = NATIVE_FIELDS, *, dialect: str
+    terms: Sequence[Term],
+    fields: Mapping[str, Field] = NATIVE_FIELDS,
+    *,
+    dialect: str,
+    visible_groups: sa.Select[Any] | None = None,
 ) -> Condition | None:
-    compiler = _Compiler(_check_dialect(dialect))
+    compiler = _Compiler(_check_dialect(dialect), visible_groups)
     conditions = [
         compiler.term(term, _resolve(fields, term.field, term.offset, "q")) for term in terms
     ]
@@ -984,8 +996,9 @@ def _scalar(field: Field) -> Expr:
 
 
 class _Compiler:
-    def __init__(self, dialect: Dialect) -> None:
+    def __init__(self, dialect: Dialect, visible_groups: sa.Select[Any] | None = None) -> None:
         self.dialect = dialect
+        self.visible_groups = visible_groups
 
     def term(self, term: Term, field: Field) -> Condition:
         predicates = term.predicates
@@ -1105,6 +1118,10 @@ class _Compiler:
         """``collection:<id>``: in that group; ``collection:null``/``exists``: in none/any."""
         assert field.member is not None
         links = sa.select(sa.literal(1)).where(field.member == Asset.id)
+        if self.visible_groups is not None:
+            # A group hidden from the caller is not there for it: an asset it may see must
+            # not give away that it sits in one (nor in "some" group, or in "none").
+            links = links.where(field.column.in_(self.visible_groups))
         if predicate.op in ("null", "exists"):
             # Probes the link table's (tenant_id, asset_id) index once per asset row.
             in_any = links.where(field.column.table.c.tenant_id == Asset.tenant_id).exists()

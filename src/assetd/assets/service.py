@@ -27,6 +27,7 @@ from assetd.assets.repository import AssetRepository, BlobRepository, VersionRep
 from assetd.assets.schemas import AssetCreate, AssetFields, AssetUpdate
 from assetd.assets.sniff import Sniffer
 from assetd.auth.principal import Principal
+from assetd.collections.repository import CollectionRepository
 from assetd.db.base import utcnow
 from assetd.errors import (
     Conflict,
@@ -151,7 +152,12 @@ class AssetService:
             where.append(Asset.state.in_([AssetState.active, AssetState.trashed]))
         else:
             where.append(Asset.state == AssetState.active)
-        condition = query.compile_query(params.q, self.fields, dialect=dialect)
+        groups = None
+        if not principal.is_admin:
+            groups = CollectionRepository.visible_ids(principal.tenant.id, principal.roles)
+        condition = query.compile_query(
+            params.q, self.fields, dialect=dialect, visible_groups=groups
+        )
         if condition is not None:
             where.append(condition)
         keys = query.compile_sort(params.sort, self.fields, dialect=dialect)

@@ -175,6 +175,14 @@ class CollectionRepository(TenantScopedRepository[Collection]):
         )
 
     @staticmethod
+    def visible_ids(tenant_id: str, roles: Many[str]) -> sa.Select[str]:
+        """The ids of the tenant's collections that `roles` may see (for q=collection:…)."""
+        return sa.select(Collection.id).where(
+            Collection.tenant_id == tenant_id,
+            CollectionRepository.access_condition(tenant_id, roles),
+        )
+
+    @staticmethod
     def access_condition(
         tenant_id: str, roles: Many[str], action: Action = Action.view
     ) -> sa.ColumnElement[bool]:

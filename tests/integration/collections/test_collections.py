@@ -334,6 +334,30 @@ class TestSecurity:
         assert refused.status_code == 422
         assert (await client.delete(path, headers=editor)).status_code == 403
 
+    async def test_a_query_by_collection_sees_only_collections_the_caller_may_see(
+        self, client: httpx.AsyncClient, db: Database, tenant: TenantCredentials
+    ) -> None:
+        admin = tenant.headers
+        editors = await security_template(client, tenant, "editors", {"viewer": ["view"]})
+        viewer = bearer(await add_key(db, tenant, *MEMBER_SCOPES, roles=["viewer"]))
+        nobody = bearer(await add_key(db, tenant, *MEMBER_SCOPES))
+        guarded = await new_collection(client, admin, "guarded", securityTemplateIds=[editors])
+        open_ = await new_collection(client, admin, "open")
+        inside = await new_asset(client, admin, "inside")  # an asset anyone may see …
+        both = await new_asset(client, admin, "both")
+        await new_asset(client, admin, "loose")
+        assert (await add(client, admin, guarded, [inside, both])).status_code == 200
+        assert (await add(client, admin, open_, [both])).status_code == 200
+
+        # … but that it sits in a collection hidden from the caller is not the caller's to learn.
+        assert await names(client, nobody, "/v1/assets", q=f"collection:{guarded}") == []
+        assert await names(client, nobody, "/v1/assets", q="collection:exists") == ["both"]
+        hidden_from_nobody = await names(client, nobody, "/v1/assets", q="collection:null")
+        assert sorted(hidden_from_nobody) == ["inside", "loose"]
+        seen_by_viewer = await names(client, viewer, "/v1/assets", q=f"collection:{guarded}")
+        assert sorted(seen_by_viewer) == ["both", "inside"]
+        assert await names(client, admin, "/v1/assets", q="collection:null") == ["loose"]
+
     async def test_assigning_a_template_needs_its_grant(
         self, client: httpx.AsyncClient, db: Database, tenant: TenantCredentials
     ) -> None:
