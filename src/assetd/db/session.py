@@ -36,9 +36,10 @@ READ_POOL_OVERFLOW = 20
 def _loads_json(text: str | bytes) -> Any:
     # Most JSON columns of a row hold an empty list or object (tags, ref_ids, facts, …);
     # json.loads of those costs more than the rest of the column's processing.
-    if text == "[]":
+    # psycopg hands bytes, sqlite3 str, and bytes never equal a str.
+    if text == "[]" or text == b"[]":
         return []
-    if text == "{}":
+    if text == "{}" or text == b"{}":
         return {}
     return json.loads(text)
 
