@@ -316,8 +316,9 @@ def gc(
     ] = None,
     dry_run: bool = False,
 ) -> None:
-    """Delete blobs nothing references, leftovers of crashed uploads, and expired sessions."""
-    from assetd.maintenance import collect_garbage
+    """Delete blobs nothing references, leftovers of crashed uploads, expired sessions and
+    finished jobs past ASSETD_JOBS_RETENTION_DAYS."""
+    from assetd.maintenance import collect_garbage, prune_jobs
 
     settings = Settings()
     grace = settings.blob_grace_seconds if grace_seconds is None else grace_seconds
@@ -325,6 +326,10 @@ def gc(
         lambda: _maintenance(
             settings, lambda db, st: collect_garbage(db, st, grace, dry_run=dry_run)
         )
+    )
+    retention = settings.jobs_retention_days * 86400
+    report.jobs_pruned = anyio.run(
+        lambda: _maintenance(settings, lambda db, _: prune_jobs(db, retention, dry_run=dry_run))
     )
     if not dry_run:
         from assetd.uploads.service import expire_sessions

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
         10.0, ge=0, description="Back-off after a failure: base × 2^(attempt-1), capped."
     )
     jobs_retry_max_seconds: float = Field(900.0, ge=0)
+    jobs_retention_days: float = Field(
+        30.0,
+        ge=0,
+        description="`assetd gc` deletes done and failed jobs older than this (0: never).",
+    )
     jobs_sweep_interval_seconds: float = Field(
         5.0, ge=0, description="How often lost pushes and lost workers are looked for; 0: never."
     )

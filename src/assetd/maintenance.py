@@ -12,10 +12,14 @@ import structlog
 from assetd.assets.repository import BlobRepository
 from assetd.db.base import utcnow
 from assetd.db.session import Database
+from assetd.jobs.repository import JobRepository
 from assetd.storage.base import BlobNotFound, BlobStorage
 from assetd.storage.keys import blob_key
 
 log = structlog.get_logger()
+
+# Finished jobs deleted per transaction.
+PRUNE_BATCH = 1000
 
 
 @dataclass
@@ -24,6 +28,7 @@ class GcReport:
     orphan_blobs_deleted: int = 0
     staging_deleted: int = 0
     upload_sessions_ended: int = 0
+    jobs_pruned: int = 0
     bytes_freed: int = 0
     orphans: list[str] = field(default_factory=list)
 
@@ -91,6 +96,31 @@ async def collect_garbage(
                 await anyio.to_thread.run_sync(storage.delete_staging, info.key)
     log.info("gc.done", **{k: v for k, v in vars(report).items() if k != "orphans"})
     return report
+
+
+async def prune_jobs(db: Database, retention_seconds: float, *, dry_run: bool = False) -> int:
+    """Delete the done and failed jobs last changed more than retention_seconds ago (0: none).
+
+    In batches, each its own transaction, so that SQLite's write lock is never held long.
+    A dry run counts what would go.
+    """
+    if retention_seconds <= 0:
+        return 0
+    before = utcnow() - timedelta(seconds=retention_seconds)
+    if dry_run:
+        async with db.session(write=False) as session:
+            return await JobRepository(session).count_finished_before(before)
+    pruned = 0
+    while True:
+        async with db.session() as session:
+            jobs = JobRepository(session)
+            ids = await jobs.finished_before(before, PRUNE_BATCH)
+            if ids:
+                await jobs.delete_ids(ids)
+        pruned += len(ids)
+        if len(ids) < PRUNE_BATCH:
+            log.info("gc.jobs_pruned", count=pruned)
+            return pruned
 
 
 async def check_consistency(

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from datetime import timedelta
 from typing import Any
 
 import anyio
 import httpx
 import pytest
+import sqlalchemy as sa
 from fastapi import FastAPI
 
+from assetd import maintenance
 from assetd.assets.service import AssetService
+from assetd.db.base import utcnow
 from assetd.db.session import Database
-from assetd.maintenance import check_consistency, collect_garbage
+from assetd.jobs.models import Job, JobState
+from assetd.maintenance import check_consistency, collect_garbage, prune_jobs
 from assetd.storage.base import BlobStorage, put_bytes, read_all
 from assetd.storage.keys import blob_key
 from assetd.storage.local import LocalBlobStorage
@@ -214,6 +219,64 @@ class TestCollectGarbage:
             )
             assert download.content == content
         assert (await check_consistency(db, storage, verify_hashes=True)).ok
+
+
+class TestPruneJobs:
+    async def test_only_finished_jobs_past_the_retention_go(
+        self, db: Database, tenant: TenantCredentials, other_tenant: TenantCredentials
+    ) -> None:
+        now = utcnow()
+        old, recent = now - timedelta(days=40), now - timedelta(days=1)
+        rows = {
+            "old done": (tenant.id, JobState.done, old),
+            "old failed, other tenant": (other_tenant.id, JobState.failed, old),
+            "old pending": (tenant.id, JobState.pending, old),
+            "old running": (tenant.id, JobState.running, old),
+            "recent done": (tenant.id, JobState.done, recent),
+        }
+        ids = {}
+        async with db.session() as session:
+            for name, (tenant_id, state, updated_at) in rows.items():
+                job = Job(
+                    tenant_id=tenant_id,
+                    kind="webhook",
+                    state=state,
+                    max_attempts=3,
+                    updated_at=updated_at,
+                )
+                session.add(job)
+                await session.flush()
+                ids[name] = job.id
+        thirty_days = 30 * 86400
+
+        assert await prune_jobs(db, thirty_days, dry_run=True) == 2
+        assert await scalar(db, "SELECT count(*) FROM jobs") == 5
+        assert await prune_jobs(db, 0) == 0  # retention 0: keep everything
+        assert await prune_jobs(db, thirty_days) == 2
+
+        async with db.session(write=False) as session:
+            left = set((await session.execute(sa.select(Job.id))).scalars())
+        assert left == {ids["old pending"], ids["old running"], ids["recent done"]}
+
+    async def test_pruning_goes_in_batches(
+        self, db: Database, tenant: TenantCredentials, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(maintenance, "PRUNE_BATCH", 3)
+        old = utcnow() - timedelta(days=40)
+        async with db.session() as session:
+            session.add_all(
+                Job(
+                    tenant_id=tenant.id,
+                    kind="x",
+                    state=JobState.done,
+                    max_attempts=1,
+                    updated_at=old,
+                )
+                for _ in range(7)
+            )
+
+        assert await prune_jobs(db, 86400) == 7
+        assert await scalar(db, "SELECT count(*) FROM jobs") == 0
 
 
 class SlowDelete:

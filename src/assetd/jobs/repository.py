@@ -30,6 +30,21 @@ class JobRepository(TenantScopedRepository[Job]):
         rows = (await self.session.execute(stmt)).all()
         return [(row[0], row[1]) for row in rows]
 
+    # cross-tenant: maintenance (assetd gc) prunes the finished jobs of every tenant.
+    async def finished_before(self, before: datetime, limit: int) -> list[str]:
+        """Ids of done and failed jobs last changed before `before`, at most `limit`."""
+        stmt = sa.select(Job.id).where(*_finished_before(before)).limit(limit)
+        return list((await self.session.execute(stmt)).scalars())
+
+    # cross-tenant: maintenance (assetd gc --dry-run) counts the finished jobs of every tenant.
+    async def count_finished_before(self, before: datetime) -> int:
+        stmt = sa.select(sa.func.count()).select_from(Job).where(*_finished_before(before))
+        return int(await self.session.scalar(stmt) or 0)
+
+    # cross-tenant: maintenance (assetd gc) prunes the finished jobs of every tenant.
+    async def delete_ids(self, job_ids: list[str]) -> None:
+        await self.session.execute(sa.delete(Job).where(Job.id.in_(job_ids)))
+
     # cross-tenant: a worker knows only the job id that it took from the queue.
     async def find_any_tenant(self, job_id: str) -> Job | None:
         if not is_id(job_id):
@@ -143,3 +158,7 @@ class JobRepository(TenantScopedRepository[Job]):
     async def _changed(self, stmt: sa.Update) -> bool:
         result = await self.session.execute(stmt)
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _finished_before(before: datetime) -> list[sa.ColumnElement[bool]]:
+    return [Job.state.in_([JobState.done, JobState.failed]), Job.updated_at < before]
