@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import time
 import zipfile
 from pathlib import Path
 
@@ -16,6 +18,18 @@ from tests.factories import TenantCredentials
 from tests.integration.packages.conftest import PackageBuilder, install, jpeg, upload_package
 
 pytestmark = pytest.mark.anyio
+
+
+async def jobs_settled(client: httpx.AsyncClient, headers: dict[str, str], asset_id: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        response = await client.get(f"/v1/assets/{asset_id}/jobs", headers=headers)
+        assert response.status_code == 200, response.text
+        jobs = response.json()
+        if jobs and all(job["state"] in ("done", "failed") for job in jobs):
+            return
+        assert time.monotonic() < deadline, jobs
+        await asyncio.sleep(0.05)
 
 
 async def test_report_install_export_and_refusal_on_s3(
@@ -43,6 +57,8 @@ async def test_report_install_export_and_refusal_on_s3(
         assert archive.testzip() is None
         assert len(archive.namelist()) == 3
 
+    # The photo's renditions are made in the background and land in the store too.
+    await jobs_settled(s3_client, h, "0190aa00000000000000f001")
     before = sorted(info.key for info in s3_storage.list())
     refused = await upload_package(s3_client, h, b"PK\x05\x06" + bytes(18))
     assert refused.status_code == 422
