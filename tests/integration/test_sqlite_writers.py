@@ -123,26 +123,41 @@ async def test_a_writer_waits_for_another_program_without_blocking_the_loop(
     assert _rows(sqlite_file) == [1, 2]
 
 
+class LockHolder:
+    """A write transaction (inserting 1) that holds the lock until release() is called."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._holding = asyncio.Event()
+        self._release = asyncio.Event()
+        self.task: asyncio.Future[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.ensure_future(self._hold())
+        await self._holding.wait()
+
+    async def _hold(self) -> None:
+        async with self._db.session() as session:
+            await session.execute(sa.text("INSERT INTO t (n) VALUES (1)"))
+            self._holding.set()
+            await self._release.wait()
+
+    def release(self) -> asyncio.Future[None]:
+        self._release.set()
+        assert self.task is not None
+        return self.task
+
+
 async def test_writers_of_two_databases_queue_on_the_lock_file(sqlite_file: Path) -> None:
     first, second = Database(_url(sqlite_file)), Database(_url(sqlite_file))
-    holding = asyncio.Event()
-    release = asyncio.Event()
-
-    async def hold_the_lock() -> None:
-        async with first.session() as session:
-            await session.execute(sa.text("INSERT INTO t (n) VALUES (1)"))
-            holding.set()
-            await release.wait()
-
+    holder = LockHolder(first)
     try:
-        holder = asyncio.ensure_future(hold_the_lock())
-        await holding.wait()
+        await holder.start()
         waiter = asyncio.ensure_future(_insert(second, 2))
         with Ticker() as ticker:
             await asyncio.sleep(0.3)
             assert not waiter.done()  # queued behind the first writer …
-            release.set()
-            await asyncio.wait_for(asyncio.gather(holder, waiter), timeout=5)
+            await asyncio.wait_for(asyncio.gather(holder.release(), waiter), timeout=5)
         assert ticker.ticks > 20  # … on a thread, not on the loop
     finally:
         await first.dispose()
@@ -153,23 +168,13 @@ async def test_writers_of_two_databases_queue_on_the_lock_file(sqlite_file: Path
 
 async def test_a_writer_cancelled_while_queued_leaves_the_lock_free(sqlite_file: Path) -> None:
     first, second, third = (Database(_url(sqlite_file)) for _ in range(3))
-    holding = asyncio.Event()
-    release = asyncio.Event()
-
-    async def hold_the_lock() -> None:
-        async with first.session() as session:
-            await session.execute(sa.text("INSERT INTO t (n) VALUES (1)"))
-            holding.set()
-            await release.wait()
-
+    holder = LockHolder(first)
     try:
-        holder = asyncio.ensure_future(hold_the_lock())
-        await holding.wait()
+        await holder.start()
         cancelled = asyncio.ensure_future(_insert(second, 2))
         await asyncio.sleep(0.2)
         cancelled.cancel()
-        release.set()
-        await holder
+        await holder.release()
         with pytest.raises(asyncio.CancelledError):
             await cancelled
         # Had the cancelled writer kept the lock it was waiting for, this would hang.

@@ -27,8 +27,8 @@ T = TypeVar("T")
 log = structlog.get_logger()
 
 # SQLite readers the pools keep connections for; readers beyond that open connections and
-# close them again, and on SQLite each is a thread (aiosqlite), an open and 4 PRAGMAs. The
-# download benchmark runs 16 requests at a time.
+# close them again, and on SQLite each is an open and 4 PRAGMAs. The download benchmark runs
+# 16 requests at a time.
 READ_POOL_SIZE = 20
 READ_POOL_OVERFLOW = 20
 
