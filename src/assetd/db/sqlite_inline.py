@@ -86,8 +86,11 @@ class InlineConnection(aiosqlite.Connection):
     async def begin(self, statement: str) -> None:
         """BEGIN, or BEGIN IMMEDIATE for a writer, without blocking the loop on the lock."""
         connection = self._conn
-        if statement == "BEGIN IMMEDIATE":
-            await self._take_writer_lock()
+        if statement != "BEGIN IMMEDIATE":
+            # A deferred BEGIN takes no lock, so it never waits: no polling, no PRAGMAs.
+            connection.execute(statement)
+            return
+        await self._take_writer_lock()
         try:
             await _begin_polling(connection, statement)
         except BaseException:
@@ -167,7 +170,7 @@ async def _wait_for_lock(fd: int) -> None:
 
 
 async def _begin_polling(connection: sqlite3.Connection, statement: str) -> None:
-    """The BEGIN tried with no busy timeout, and again after short sleeps on the loop, while
+    """A BEGIN IMMEDIATE tried with no busy timeout, and again after short sleeps on the loop, while
     a process that does not take the writer lock (another program) holds SQLite's.
 
     SQLite's own busy handler would block the loop, and it sleeps in steps of up to 100 ms.

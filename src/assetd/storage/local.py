@@ -97,20 +97,20 @@ class LocalBlobWriter:
         self._sealed = True
 
     def commit(self, key: str) -> None:
-        target = self._storage.path_for(key)
+        self._storage.path_for(key)  # a bad key fails before anything is sealed
         self.seal()
-        self._sealed = False
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Rename is atomic: readers see the old bytes or the new ones, never a torn file.
-        # Identical content may already be there (content addressing); replacing it is harmless.
-        os.replace(self.staging_path, target)
-        _fsync_dir(target.parent)
+        finish = self.publish_now(key)
+        if finish is None:
+            raise ValueError("writer is closed")
+        finish()
 
     def publish_now(self, key: str) -> Callable[[], None] | None:
         if not self._sealed:
             return None
         target = self._storage.path_for(key)
         target.parent.mkdir(parents=True, exist_ok=True)
+        # Rename is atomic: readers see the old bytes or the new ones, never a torn file.
+        # Identical content may already be there (content addressing); replacing it is harmless.
         os.replace(self.staging_path, target)
         self._sealed = False
         return partial(_fsync_dir, target.parent)
