@@ -119,6 +119,7 @@ def run_server(
     api_key: str | None = None,
     tenant: str | None = None,
     extra_env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Iterator[RunningServer]:
     """Start `assetd serve`, wait for /healthz, and stop it (cleanly) when the block ends.
 
@@ -141,7 +142,8 @@ def run_server(
     with (
         open(log_path, "wb") as log,
         subprocess.Popen(
-            [sys.executable, "-m", "assetd", "serve", "--host", "127.0.0.1"],
+            [sys.executable, "-m", "assetd", "serve", "--host", "127.0.0.1"]
+            + ["--workers", str(workers)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -67,8 +67,6 @@ def serve(
     workers: Annotated[int, typer.Option(help="Processes serving requests.")] = 1,
 ) -> None:
     """Start the HTTP server (migrating and bootstrapping an empty database first)."""
-    import uvicorn
-
     from assetd.app import signing_secret
     from assetd.db.session import Database
     from assetd.tenants.bootstrap import bootstrap
@@ -94,12 +92,27 @@ def serve(
 
     _run(first_start)
     signing_secret(settings)  # created here, once, before any worker process starts
+    if workers == 1:
+        _serve(settings, workers=1, loop="auto")
+        return
+    from assetd.serving import BOARD_ENV, ConnectionBoard
+
+    # The workers share one socket; assetd's loop spreads its connections across them.
+    with ConnectionBoard.shared(workers) as board:
+        os.environ[BOARD_ENV] = board
+        _serve(settings, workers=workers, loop="assetd.serving:worker_loop")
+
+
+def _serve(settings: Settings, *, workers: int, loop: str) -> None:
+    import uvicorn
+
     uvicorn.run(
         "assetd.cli:create_app_from_env",
         factory=True,
         host=settings.host,
         port=settings.port,
         workers=workers,
+        loop=loop,
         log_level=settings.log_level.lower(),
         access_log=False,
         proxy_headers=True,
