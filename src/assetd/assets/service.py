@@ -29,6 +29,7 @@ from assetd.assets.sniff import Sniffer
 from assetd.auth.principal import Principal
 from assetd.collections.repository import CollectionRepository
 from assetd.db.base import utcnow
+from assetd.db.repository import insert_new
 from assetd.errors import (
     Conflict,
     Forbidden,
@@ -287,10 +288,9 @@ class AssetService:
             if not asset.name:
                 asset.name = version.original_name
             # The asset goes in with its current version's columns already set: one INSERT
-            # each and no UPDATE after, in one flush (the write lock is held meanwhile).
+            # each and no UPDATE after, without a flush (the write lock is held meanwhile).
             _make_current(asset, version)
-            self.session.add_all([asset, version])
-            await self.session.flush()
+            await insert_new(self.session, asset, version)
             await self._record_new(principal, asset, security_ids)
             await self._version_added(principal, asset, version)
         except BaseException:

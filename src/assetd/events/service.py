@@ -7,7 +7,8 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from assetd.assets import query
 from assetd.auth.principal import Principal
 from assetd.db.base import utcnow
+from assetd.db.repository import insert_new
 from assetd.errors import InvalidInput, NotFound
 from assetd.events.models import (
     DeliveryState,
@@ -49,10 +51,61 @@ MAX_URL_LENGTH = 2048
 MAX_ERROR_CHARS = 1000
 
 
+# How long a process trusts what it read of a tenant's active webhooks. Every event looks
+# them up (an upload records two, inside its write transaction) and they rarely change. A
+# change made through this process applies at once; one made through another process,
+# within this many seconds. A delivery checks at send time that its webhook is still active.
+ACTIVE_WEBHOOKS_TTL_SECONDS = 5.0
+_MAX_CACHED_TENANTS = 10_000
+
+
 @dataclass
 class EventList:
     items: list[Event]
     next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What recording an event needs to know of an active subscription."""
+
+    id: str
+    event_types: tuple[str, ...]
+
+    def wants(self, event_type: str) -> bool:
+        return ALL_TYPES in self.event_types or event_type in self.event_types
+
+
+class _ActiveWebhooks:
+    """Active subscriptions by (database, tenant), kept ACTIVE_WEBHOOKS_TTL_SECONDS."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._entries: dict[tuple[str, str], tuple[float, list[_Target]]] = {}
+
+    @staticmethod
+    def key(session: AsyncSession, tenant_id: str) -> tuple[str, str]:
+        # By database too: tests (and tools) run several apps, on several databases, in one
+        # process.
+        bind = session.get_bind()
+        return (str(bind.engine.url), tenant_id)
+
+    def get(self, key: tuple[str, str]) -> list[_Target] | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < self.clock():
+            return None
+        return entry[1]
+
+    def put(self, key: tuple[str, str], targets: list[_Target]) -> None:
+        if len(self._entries) >= _MAX_CACHED_TENANTS:
+            self._entries.clear()
+        self._entries[key] = (self.clock() + ACTIVE_WEBHOOKS_TTL_SECONDS, targets)
+
+    def forget(self, key: tuple[str, str]) -> None:
+        self._entries.pop(key, None)
+
+
+_active_webhooks = _ActiveWebhooks()
 
 
 class EventService:
@@ -64,9 +117,6 @@ class EventService:
         self.events = EventRepository(session)
         self.subscriptions = WebhookSubscriptionRepository(session)
         self.deliveries = WebhookDeliveryRepository(session)
-        # Active subscriptions by tenant, read once per unit of work: an upload records two
-        # events and a package install thousands, and none of them changes subscriptions.
-        self._active: dict[str, list[WebhookSubscription]] = {}
 
     async def record(
         self,
@@ -95,25 +145,15 @@ class EventService:
             details=details or {},
             created_at=utcnow(),
         )
-        # Inserted by the unit of work's next flush, with the rest of its rows: a flush of
-        # its own costs an upload more CPU than any statement it runs.
-        self.session.add(event)
+        # Inserted now, by a Core statement: a flush costs more CPU than the statement.
+        await insert_new(self.session, event)
         await self._schedule_deliveries(event)
         return event
 
     async def _schedule_deliveries(self, event: Event) -> None:
-        if event.tenant_id not in self._active:
-            self._active[event.tenant_id] = await self.subscriptions.list_for(
-                event.tenant_id, only_active=True
-            )
-        subscriptions = [
-            s
-            for s in self._active[event.tenant_id]
-            if ALL_TYPES in s.event_types or event.type in s.event_types
-        ]
+        subscriptions = [s for s in await self._active(event.tenant_id) if s.wants(event.type)]
         if not subscriptions:
             return
-        await self.session.flush()  # the event's row first: deliveries refer to it
         if self.jobs is not None:
             jobs = await self.jobs.schedule(
                 event.tenant_id, None, None, [WEBHOOK] * len(subscriptions)
@@ -133,6 +173,15 @@ class EventService:
                     job_id=job.id,
                 )
             )
+
+    async def _active(self, tenant_id: str) -> list[_Target]:
+        key = _active_webhooks.key(self.session, tenant_id)
+        targets = _active_webhooks.get(key)
+        if targets is None:
+            found = await self.subscriptions.list_for(tenant_id, only_active=True)
+            targets = [_Target(s.id, tuple(s.event_types)) for s in found]
+            _active_webhooks.put(key, targets)
+        return targets
 
     async def search(
         self,
@@ -251,8 +300,12 @@ class WebhookService:
             modified_at=utcnow(),
         )
         await self.subscriptions.add(subscription)
+        self._changed(tenant_id)
         log.info("webhook.created", webhook_id=subscription.id)
         return subscription
+
+    def _changed(self, tenant_id: str) -> None:
+        _active_webhooks.forget(_active_webhooks.key(self.subscriptions.session, tenant_id))
 
     def _check_url(self, url: str) -> str:
         checked = check_url(url)
@@ -286,10 +339,12 @@ class WebhookService:
             subscription.is_active = is_active
         subscription.modified_at = utcnow()
         await self.subscriptions.session.flush()
+        self._changed(tenant_id)
         return subscription
 
     async def delete(self, tenant_id: str, subscription_id: str) -> None:
         await self.subscriptions.delete(await self.get(tenant_id, subscription_id))
+        self._changed(tenant_id)
         log.info("webhook.deleted", webhook_id=subscription_id)
 
     async def list_deliveries(

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from assetd.db.repository import insert_new
 from assetd.jobs.models import Job
 from assetd.jobs.queue import JobQueue, enqueue_after_commit
 from assetd.jobs.repository import JobRepository
@@ -51,8 +52,7 @@ class JobService:
         ]
         if not jobs:
             return []
-        self.session.add_all(jobs)
-        await self.session.flush()
+        await insert_new(self.session, *jobs)
         enqueue_after_commit(self.session, self.queue, [job.id for job in jobs])
         return jobs
 

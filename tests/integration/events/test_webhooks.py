@@ -13,7 +13,11 @@ import pytest
 from assetd.app import create_app
 from assetd.auth.principal import READ
 from assetd.config import Settings
+from assetd.db.base import utcnow
 from assetd.db.session import Database
+from assetd.events import service as events_service
+from assetd.events.models import WebhookSubscription
+from assetd.events.repository import WebhookSubscriptionRepository
 from tests.factories import TenantCredentials, add_key, bearer, upload
 from tests.integration.events.conftest import Receiver
 from tests.integration.jobs.conftest import fast_jobs
@@ -180,6 +184,54 @@ class TestDelivery:
         await asyncio.sleep(0.5)
         (got,) = receiver.received()
         assert got.is_signed_by(own["secret"])
+
+
+class TestActiveWebhookCache:
+    """Each process keeps a tenant's active webhooks ACTIVE_WEBHOOKS_TTL_SECONDS: its own
+    changes apply at once, another process's within that time."""
+
+    async def test_a_change_through_this_process_applies_at_once(
+        self, client: httpx.AsyncClient, tenant: TenantCredentials
+    ) -> None:
+        await upload(client, tenant, b"before", "b.txt")  # the tenant's (no) webhooks, cached
+        hook = await subscribe(client, tenant, "https://hooks.example.com/in")
+        await upload(client, tenant, b"after", "a.txt")
+        assert len(await deliveries(client, tenant, hook["id"])) == 2  # created, version added
+
+        paused = await client.patch(
+            f"/v1/webhooks/{hook['id']}", json={"isActive": False}, headers=tenant.headers
+        )
+        assert paused.status_code == 200
+        await upload(client, tenant, b"paused", "p.txt")
+        assert len(await deliveries(client, tenant, hook["id"])) == 2
+
+    async def test_another_process_change_is_seen_after_the_ttl(
+        self,
+        client: httpx.AsyncClient,
+        db: Database,
+        tenant: TenantCredentials,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        await upload(client, tenant, b"before", "b.txt")
+        # Written as another process would: this process's cache does not hear of it.
+        async with db.session() as session:
+            hook = WebhookSubscription(
+                tenant_id=tenant.id,
+                url="https://hooks.example.com/in",
+                event_types=["*"],
+                secret="s" * 64,
+                created_at=utcnow(),
+                modified_at=utcnow(),
+            )
+            await WebhookSubscriptionRepository(session).add(hook)
+        await upload(client, tenant, b"cached", "c.txt")
+        assert await deliveries(client, tenant, hook.id) == []
+
+        cache = events_service._active_webhooks
+        later = events_service.ACTIVE_WEBHOOKS_TTL_SECONDS + 0.1
+        monkeypatch.setattr(cache, "clock", lambda: time.monotonic() + later)
+        await upload(client, tenant, b"seen", "s.txt")
+        assert len(await deliveries(client, tenant, hook.id)) == 2
 
 
 class TestSubscriptions:
