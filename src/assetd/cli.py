@@ -54,10 +54,16 @@ def _migrate(settings: Settings) -> None:
 
 
 def create_app_from_env() -> Any:
-    """uvicorn factory for `serve --workers N`: each worker builds its own app."""
+    """uvicorn factory for `serve`: each worker process builds its own app."""
+    import gc
+
     from assetd.app import create_app
 
-    return create_app(Settings())
+    app = create_app(Settings())
+    # What the imports and the app made lives as long as the process: keep it out of the
+    # cyclic GC's full passes, which otherwise walk it all (~270k objects, 66 ms a pass).
+    gc.freeze()
+    return app
 
 
 @app.command()

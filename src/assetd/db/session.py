@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.util.concurrency import await_
 
 from assetd.assets.query import register_sqlite_functions
-from assetd.db.sqlite_inline import InlineConnection, inline_creator
+from assetd.db.sqlite_inline import InlineConnection, InlineDBAPI, inline_creator
 
 T = TypeVar("T")
 
@@ -62,6 +62,7 @@ def create_engine(url: str, *, writer: bool = False, background: bool = False) -
             engine = create_async_engine(
                 url,
                 async_creator=creator,
+                module=InlineDBAPI(),
                 pool_size=1,
                 max_overflow=0,
                 pool_timeout=120,
@@ -71,6 +72,7 @@ def create_engine(url: str, *, writer: bool = False, background: bool = False) -
             engine = create_async_engine(
                 url,
                 async_creator=creator,
+                module=InlineDBAPI(),
                 pool_size=READ_POOL_SIZE,
                 max_overflow=READ_POOL_OVERFLOW,
                 json_deserializer=_loads_json,

@@ -8,14 +8,17 @@ a reader wait, so its calls are as cheap as any other Python on the loop. The on
 that can wait is taking the write lock (BEGIN IMMEDIATE) while another process holds it:
 begin() does that without blocking the loop (see InlineConnection).
 
-SQLAlchemy's aiosqlite dialect stays as it is: it is handed these connections through
-`async_creator`, and they keep aiosqlite's interface, because aiosqlite's own methods run
-through `_execute` and the dialect's isolation-level setter through `_tx`.
+SQLAlchemy's aiosqlite dialect is handed these connections through `async_creator`, and
+they keep aiosqlite's interface (its own methods run through `_execute`, the dialect's
+isolation-level setter through `_tx`). InlineDBAPI, given to the engine as its DBAPI module,
+only replaces the dialect's cursor and commit with ones that call sqlite3 without awaiting:
+the adapter awaited three times per statement, for calls that never wait here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import fcntl
 import os
 import sqlite3
@@ -24,12 +27,18 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 import anyio.to_thread
 import sqlalchemy as sa
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_cursor,
+    AsyncAdapt_aiosqlite_dbapi,
+)
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.util.concurrency import await_
 
 # How long a statement may wait for a lock before SQLite answers "database is locked".
 BUSY_TIMEOUT_MS = 30_000
@@ -98,12 +107,18 @@ class InlineConnection(aiosqlite.Connection):
             raise
 
     async def commit(self) -> None:
+        self.commit_now()
+
+    async def rollback(self) -> None:
+        self.rollback_now()
+
+    def commit_now(self) -> None:
         try:
             self._conn.commit()
         finally:
             self._release_writer_lock()
 
-    async def rollback(self) -> None:
+    def rollback_now(self) -> None:
         try:
             self._conn.rollback()
         finally:
@@ -221,3 +236,78 @@ def inline_creator(url: str, *, queue_writers: bool = True) -> Callable[[], Any]
         return await InlineConnection(connector, writer_lock)._connect()
 
     return create
+
+
+class _InlineCursor(AsyncAdapt_aiosqlite_cursor):
+    """SQLAlchemy's aiosqlite cursor over a plain sqlite3 cursor: one await per statement
+    where the adapter made three (cursor, execute with fetch, close), each a greenlet
+    round trip, plus an asyncio.Lock, for calls that complete at once here. The one await
+    is kept because AsyncConnection.execute insists that a statement awaited something."""
+
+    __slots__ = ()
+    _awaitable_cursor_close = False  # a sqlite3 cursor closes synchronously
+
+    def _make_new_cursor(self, connection: Any) -> Any:
+        return connection._conn.cursor()
+
+    def _aenter_cursor(self, cursor: Any) -> Any:
+        return cursor
+
+    def execute(self, operation: Any, parameters: Any = None) -> Any:
+        try:
+            return await_(self._execute_now(operation, parameters))
+        except Exception as error:
+            self._adapt_connection._handle_exception(error)
+
+    async def _execute_now(self, operation: Any, parameters: Any) -> Any:
+        cursor: Any = self._cursor  # a sqlite3.Cursor (see _make_new_cursor)
+        if parameters is None:
+            result = cursor.execute(operation)
+        else:
+            result = cursor.execute(operation, parameters)
+        if cursor.description:
+            self._rows = collections.deque(cursor.fetchall())
+        return result
+
+    def executemany(self, operation: Any, seq_of_parameters: Any) -> Any:
+        try:
+            return await_(self._executemany_now(operation, seq_of_parameters))
+        except Exception as error:
+            self._adapt_connection._handle_exception(error)
+
+    async def _executemany_now(self, operation: Any, seq_of_parameters: Any) -> Any:
+        cursor: Any = self._cursor
+        return cursor.executemany(operation, seq_of_parameters)
+
+
+class _InlineAdaptedConnection(AsyncAdapt_aiosqlite_connection):
+    """The dialect's connection over an InlineConnection: statements, commit and rollback
+    without an await (server-side cursors keep aiosqlite's, which go through _execute)."""
+
+    __slots__ = ()
+    _cursor_cls = _InlineCursor
+
+    def commit(self) -> None:
+        self._end(InlineConnection.commit_now)
+
+    def rollback(self) -> None:
+        self._end(InlineConnection.rollback_now)
+
+    def _end(self, end: Callable[[InlineConnection], None]) -> None:
+        connection = cast(InlineConnection, self._connection)
+        if connection._connection:  # not closed (the dialect's own check)
+            try:
+                end(connection)
+            except Exception as error:
+                self._handle_exception(error)
+
+
+class InlineDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    """The DBAPI module for create_async_engine(module=…) with inline_creator()."""
+
+    def __init__(self) -> None:
+        super().__init__(aiosqlite, sqlite3)
+
+    def connect(self, *arg: Any, **kw: Any) -> _InlineAdaptedConnection:
+        creator = kw.pop("async_creator_fn")
+        return _InlineAdaptedConnection(self, await_(creator(*arg, **kw)))
