@@ -23,6 +23,7 @@ import mmap
 import os
 import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -146,6 +147,7 @@ class BalancedServer:
         self._board = board
         self._open = 0  # connections accepted and not yet lost (or failed to start)
         self._deferred_since: float | None = None
+        self._last_look = 0.0
         self._starting: set[asyncio.Task[None]] = set()
         self._closed = False
         sock.setblocking(False)
@@ -183,9 +185,14 @@ class BalancedServer:
         fewest = self._board.fewest_elsewhere()
         if fewest is None or self._open <= fewest:
             return True
-        now = self._loop.time()
-        if self._deferred_since is None:
+        # Not loop.time(): libuv caches it per iteration, in whole milliseconds, which is
+        # the size of the waits measured here.
+        now = time.monotonic()
+        # A wait that ended because another worker took the connection (the socket was not
+        # readable for a while) does not count for the next connection.
+        if self._deferred_since is None or now - self._last_look > MAX_DEFER:
             self._deferred_since = now
+        self._last_look = now
         limit = min(DEFER_LIMIT * (self._open - fewest), MAX_DEFER)
         return now - self._deferred_since >= limit
 
