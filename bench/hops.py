@@ -327,6 +327,9 @@ def main() -> None:
         "the server thread's CPU (time.thread_time), and print the top functions",
     )
     parser.add_argument(
+        "--save-profile", metavar="FILE", help="with --cprofile: also write the pstats file"
+    )
+    parser.add_argument(
         "--handoff", action="store_true", help="only time one aiosqlite/anyio hand-off"
     )
     args = parser.parse_args()
@@ -355,6 +358,8 @@ def main() -> None:
         from bench.profile import package_of
 
         stats = pstats.Stats(profiler)
+        if args.save_profile:
+            stats.dump_stats(args.save_profile)
         by_package: Counter[str] = Counter()
         for (filename, _line, name), row in stats.stats.items():  # type: ignore[attr-defined]
             package = package_of(filename) if filename != "~" else _builtin_owner(name)

@@ -56,19 +56,19 @@ async def insert_new(session: AsyncSession, *objects: Base) -> None:
     rollback expires them, as it does objects loaded in the transaction (a flushed object
     would be made transient instead).
     """
-    rows: dict[sa.Table, list[dict[str, Any]]] = {}
+    rows: dict[sa.Insert, list[dict[str, Any]]] = {}
     for obj in objects:
-        table, columns = _insert_plan(type(obj))
+        insert, columns = _insert_plan(type(obj))
         row = {}
         state = obj.__dict__
         for attribute, column, default in columns:
             if attribute not in state:
                 setattr(obj, attribute, default() if default is not None else None)
             row[column] = state[attribute]
-        rows.setdefault(table, []).append(row)
+        rows.setdefault(insert, []).append(row)
     connection = await session.connection()
-    for table, values in rows.items():
-        await connection.execute(table.insert(), values if len(values) > 1 else values[0])
+    for insert, values in rows.items():
+        await connection.execute(insert, values if len(values) > 1 else values[0])
     for obj in objects:
         make_transient_to_detached(obj)
         session.add(obj)
@@ -78,15 +78,16 @@ _Default = Callable[[], Any] | None
 
 
 @functools.cache
-def _insert_plan(model: type[Base]) -> tuple[sa.Table, list[tuple[str, str, _Default]]]:
-    """The model's table and, per column: attribute name, column key, default factory
-    (None: NULL)."""
+def _insert_plan(model: type[Base]) -> tuple[sa.Insert, list[tuple[str, str, _Default]]]:
+    """The INSERT into the model's table and, per column: attribute name, column key,
+    default factory (None: NULL). One Insert object for good: SQLAlchemy memoizes its
+    cache key on it."""
     mapper = sa.inspect(model)
     columns = []
     for prop in mapper.column_attrs:
         column = cast(sa.Column[Any], prop.columns[0])
         columns.append((prop.key, column.key, _default_of(column)))
-    return cast(sa.Table, mapper.local_table), columns
+    return cast(sa.Table, mapper.local_table).insert(), columns
 
 
 def _default_of(column: sa.Column[Any]) -> _Default:

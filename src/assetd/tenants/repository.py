@@ -10,6 +10,22 @@ from assetd.tenants.models import TENANT_SLUG_PATTERN, Tenant
 
 _SLUG = re.compile(TENANT_SLUG_PATTERN)
 
+_tenants = cast(sa.Table, Tenant.__table__)
+_charge: sa.BindParameter[int] = sa.bindparam("charge", type_=sa.BigInteger())
+# Built once: with the values in, building the statement and its cache key cost ~0.1 ms of
+# CPU per upload.
+_CHARGE = (
+    sa.update(_tenants)
+    .where(_tenants.c.id == sa.bindparam("charge_tenant"))
+    .where(
+        sa.or_(
+            _tenants.c.quota_bytes.is_(None),
+            _tenants.c.used_bytes + _charge <= _tenants.c.quota_bytes,
+        )
+    )
+    .values(used_bytes=_tenants.c.used_bytes + _charge)
+)
+
 
 class TenantRepository(RepositoryBase[Tenant]):
     model = Tenant
@@ -36,20 +52,11 @@ class TenantRepository(RepositoryBase[Tenant]):
         A Core UPDATE of the table: the ORM's would also look for Tenant objects in the
         session to change, on every upload, and there are none (principals hold copies).
         """
-        tenants = cast(sa.Table, Tenant.__table__)
-        stmt = (
-            sa.update(tenants)
-            .where(tenants.c.id == tenant_id)
-            .where(
-                sa.or_(
-                    tenants.c.quota_bytes.is_(None),
-                    tenants.c.used_bytes + size_bytes <= tenants.c.quota_bytes,
-                )
-            )
-            .values(used_bytes=tenants.c.used_bytes + size_bytes)
+        connection = await self.session.connection()
+        result = await connection.execute(
+            _CHARGE, {"charge_tenant": tenant_id, "charge": size_bytes}
         )
-        result = await self.session.execute(stmt)
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(result.rowcount)
 
     async def release(self, tenant_id: str, size_bytes: int) -> None:
         await self.session.execute(
