@@ -290,9 +290,16 @@ class AssetService:
             # The asset goes in with its current version's columns already set: one INSERT
             # each and no UPDATE after, without a flush (the write lock is held meanwhile).
             _make_current(asset, version)
-            await insert_new(self.session, asset, version)
-            await self._record_new(principal, asset, security_ids)
-            await self._version_added(principal, asset, version)
+            created = self.events.new_event(principal, EventType.asset_created, asset_id=asset.id)
+            added = self.events.new_event(
+                principal, EventType.version_added, asset_id=asset.id, version_number=version.number
+            )
+            # The rows of the asset, its version and both events by three statements.
+            await insert_new(self.session, asset, version, created, added)
+            await self.events.inserted(created, added)
+            if security_ids:
+                await self.security.assign(principal, asset, security_ids)
+            await self._schedule_processing(principal, asset, version)
         except BaseException:
             await _discard_unpublished(staged)
             raise
@@ -456,6 +463,12 @@ class AssetService:
         await self.events.record(
             principal, EventType.version_added, asset_id=asset.id, version_number=version.number
         )
+        await self._schedule_processing(principal, asset, version)
+
+    async def _schedule_processing(
+        self, principal: Principal, asset: Asset, version: Version
+    ) -> None:
+        """The processing jobs of a version just added."""
         if self.jobs is not None:
             # In this transaction: the job exists if and only if the version does.
             kinds = [SCAN] if self.jobs.scanning else []

@@ -130,11 +130,38 @@ class EventService:
         details: dict[str, Any] | None = None,
     ) -> Event:
         """Add the event to the caller's transaction, and a delivery per matching webhook."""
+        event = self.new_event(
+            actor,
+            event_type,
+            tenant_id=tenant_id,
+            asset_id=asset_id,
+            version_number=version_number,
+            key_id=key_id,
+            details=details,
+        )
+        # Inserted now, by a Core statement: a flush costs more CPU than the statement.
+        await insert_new(self.session, event)
+        await self.inserted(event)
+        return event
+
+    def new_event(
+        self,
+        actor: Principal | str,
+        event_type: EventType,
+        *,
+        tenant_id: str | None = None,
+        asset_id: str | None = None,
+        version_number: int | None = None,
+        key_id: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> Event:
+        """An event not yet in the database: for a caller that inserts it along with its own
+        rows (insert_new, one statement per table), then passes it to inserted()."""
         if isinstance(actor, Principal):
             tenant_id, actor = actor.tenant.id, actor.actor
         if tenant_id is None:
             raise ValueError("an event needs a tenant")
-        event = Event(
+        return Event(
             id=new_id(),
             tenant_id=tenant_id,
             type=event_type.value,
@@ -145,10 +172,11 @@ class EventService:
             details=details or {},
             created_at=utcnow(),
         )
-        # Inserted now, by a Core statement: a flush costs more CPU than the statement.
-        await insert_new(self.session, event)
-        await self._schedule_deliveries(event)
-        return event
+
+    async def inserted(self, *events: Event) -> None:
+        """The deliveries of events just inserted, one per matching webhook."""
+        for event in events:
+            await self._schedule_deliveries(event)
 
     async def _schedule_deliveries(self, event: Event) -> None:
         subscriptions = [s for s in await self._active(event.tenant_id) if s.wants(event.type)]
