@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from assetd import __version__
-from assetd.api import api_router, compat_routers
+from assetd.api import compat_routers, native_routers
 from assetd.assets.schemas import AssetCreate, AssetFields
 from assetd.config import Settings
 from assetd.context import AppContext, build_context
@@ -119,7 +119,8 @@ def create_app(
         lifespan=lifespan,
     )
     install_problem_handlers(app)
-    app.include_router(api_router, prefix="/v1")
+    for router in native_routers:
+        app.include_router(router, prefix="/v1")
     for router in compat_routers:
         app.include_router(router)
 
