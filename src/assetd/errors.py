@@ -24,6 +24,12 @@ class Conflict(AssetdError):
     title = "Conflict"
 
 
+class Locked(AssetdError):
+    """Another request is working on the same thing right now; retrying later may work."""
+
+    title = "Locked"
+
+
 class Gone(AssetdError):
     """Existed once and never will again (an expired or cancelled upload session)."""
 

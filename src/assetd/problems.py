@@ -24,6 +24,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.AssetdError], int]] = [
     (errors.PayloadTooLarge, 413),
     (errors.PreconditionFailed, 412),
     (errors.Conflict, 409),
+    (errors.Locked, 423),
     (errors.QueryError, 400),
     (errors.DigestMismatch, 400),
     (errors.PolicyViolation, 422),

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.util.concurrency import await_
 
 from assetd.assets.query import register_sqlite_functions
+from assetd.db.locks import NamedLocks
 from assetd.db.sqlite_inline import InlineConnection, InlineDBAPI, inline_creator
 
 T = TypeVar("T")
@@ -152,6 +153,7 @@ class Database:
         self._read = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self.sync_reader = create_sqlite_reader(url) if self.is_sqlite else None
+        self.locks = NamedLocks(url)
 
     async def read(self, fn: Callable[[sa.Connection], T]) -> T:
         """fn(connection) for reads only, outside any transaction, in one go.
@@ -186,6 +188,7 @@ class Database:
                     await anyio.to_thread.run_sync(_run_after_commit, actions)
 
     async def dispose(self) -> None:
+        await self.locks.dispose()
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()

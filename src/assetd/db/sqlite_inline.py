@@ -208,6 +208,16 @@ async def _begin_polling(connection: sqlite3.Connection, statement: str) -> None
         connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file a SQLite URL opens, as the dialect reads it; None in memory."""
+    sync_url = sa.make_url(url).set(drivername="sqlite")
+    args, _ = SQLiteDialect_pysqlite().create_connect_args(sync_url)
+    database = str(args[0]) if args else ":memory:"
+    if database == ":memory:" or "mode=memory" in database:
+        return None
+    return Path(database.removeprefix("file:").split("?")[0])
+
+
 def inline_creator(url: str, *, queue_writers: bool = True) -> Callable[[], Any]:
     """An `async_creator` for create_async_engine() that opens `url` as the aiosqlite
     dialect would (path, uri=, URL query options), on an InlineConnection.
@@ -225,11 +235,9 @@ def inline_creator(url: str, *, queue_writers: bool = True) -> Callable[[], Any]
     # at a time: the checks of sqlite3 would only get in the way.
     kwargs["check_same_thread"] = False
     connector = partial(sqlite3.connect, *args, **kwargs)
-    database = str(args[0]) if args else ":memory:"
-    in_memory = database == ":memory:" or "mode=memory" in database
+    path = sqlite_file(url)
     writer_lock = None
-    if queue_writers and not in_memory:
-        path = Path(database.removeprefix("file:").split("?")[0])
+    if queue_writers and path is not None:
         writer_lock = path.with_name(path.name + "-writer.lock")
 
     async def create() -> InlineConnection:

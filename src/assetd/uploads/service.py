@@ -39,6 +39,7 @@ from assetd.errors import (
     DigestMismatch,
     Gone,
     InvalidInput,
+    Locked,
     NotFound,
     PayloadTooLarge,
     QuotaExceeded,
@@ -569,12 +570,43 @@ class UploadService:
         chunks: AsyncIterator[bytes],
         checksum: TusChecksum | None = None,
     ) -> tuple[UploadSession, Version | None]:
-        """Bytes at `offset` of a tus upload; the last byte completes it into a version."""
+        """Bytes at `offset` of a tus upload; the last byte completes it into a version.
+
+        One append at a time per upload, in every process: the offset check, the write and
+        the new offset happen under the upload's lock, and a second request meanwhile gets
+        Locked at once (tus clients retry it). Without the lock two appends at the same
+        offset both wrote, and the loser's bytes could replace those the winner recorded.
+        """
         async with self.db.session(write=False) as session:
             upload = await UploadSessionRepository(session).find(principal.tenant.id, upload_id)
         # A parts session is no tus upload: answered as tus answers unknown uploads.
         if upload is None or upload.protocol is not UploadProtocol.tus:
             raise NotFound(f"upload {upload_id} not found")
+        async with self.db.locks.hold(f"upload:{upload.id}") as held:
+            if not held:
+                raise Locked(f"another request is appending to upload {upload_id}; retry")
+            upload = await self._append_locked(upload, offset, chunks, checksum)
+        if upload.state is not UploadState.completing:
+            return upload, None
+        _, version = await self._finish(principal, upload, None, upload.sha256)
+        async with self.db.session(write=False) as session:
+            done = await UploadSessionRepository(session).find(upload.tenant_id, upload.id)
+        assert done is not None
+        return done, version
+
+    async def _append_locked(
+        self,
+        found: UploadSession,
+        offset: int,
+        chunks: AsyncIterator[bytes],
+        checksum: TusChecksum | None,
+    ) -> UploadSession:
+        # Read again under the lock: an append that ended just before it was taken has
+        # moved the offset since `found` was read.
+        async with self.db.session(write=False) as session:
+            upload = await UploadSessionRepository(session).find(found.tenant_id, found.id)
+        if upload is None:
+            raise NotFound(f"upload {found.id} not found")
         _check_open(upload)
         if offset != upload.offset_bytes:
             raise Conflict(
@@ -613,7 +645,8 @@ class UploadService:
                 upload.tenant_id, upload.id, lock=True
             )
             if current is None:
-                raise NotFound(f"upload {upload_id} not found")
+                raise NotFound(f"upload {found.id} not found")
+            # Still checked: a cancel or the expiry sweep does not take the append lock.
             _check_open(current)
             if current.offset_bytes != offset:
                 raise Conflict("another request appended to this upload meanwhile")
@@ -623,13 +656,7 @@ class UploadService:
             upload = current
         if running is not None and self.digests is not None:
             self.digests.put(upload.id, new_offset, *running)
-        if upload.state is not UploadState.completing:
-            return upload, None
-        _, version = await self._finish(principal, upload, None, upload.sha256)
-        async with self.db.session(write=False) as session:
-            done = await UploadSessionRepository(session).find(upload.tenant_id, upload.id)
-        assert done is not None
-        return done, version
+        return upload
 
     # -- cancelling and expiring -----------------------------------------------------------
 

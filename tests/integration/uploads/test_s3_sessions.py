@@ -18,6 +18,7 @@ from assetd.db.session import Database
 from assetd.maintenance import check_consistency
 from assetd.storage.s3 import S3BlobStorage
 from tests.factories import TenantCredentials
+from tests.integration.uploads.test_tus import patch_while_another_writes
 
 pytestmark = pytest.mark.anyio
 
@@ -141,4 +142,12 @@ async def test_tus_on_s3_across_the_part_minimum(
     asset_id = created.headers["x-asset-id"]
     content = await s3_client.get(f"/v1/assets/{asset_id}/content", headers=tenant.headers)
     assert content.content == data
+    assert list(s3_storage.list_uploads()) == []
+
+
+async def test_tus_patch_while_another_writes_is_423_on_s3(
+    s3_client: httpx.AsyncClient, tenant: TenantCredentials, s3_storage: S3BlobStorage
+) -> None:
+    # S3 appends take no lock of their own: before the upload lock, both requests wrote.
+    await patch_while_another_writes(s3_client, tenant)
     assert list(s3_storage.list_uploads()) == []

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
-from collections.abc import Mapping, MutableMapping
+from collections.abc import AsyncIterator, Mapping, MutableMapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -113,6 +114,44 @@ async def content_of(
 
 def staged_uploads(storage: LocalBlobStorage) -> list[str]:
     return [info.key for info in storage.list_uploads()]
+
+
+async def patch_while_another_writes(client: httpx.AsyncClient, tenant: TenantCredentials) -> None:
+    """A PATCH that arrives while another writes to the same upload is refused at once
+    (423), and the upload completes with the first request's bytes only."""
+    data = os.urandom(2 * MiB)
+    sha = hashlib.sha256(data).hexdigest()
+    url = await start(client, tenant, len(data), {"filename": "f.bin", "sha256": sha})
+    halfway, go_on = asyncio.Event(), asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield data[:MiB]
+        halfway.set()  # the server has taken the first MiB and asks for more
+        await go_on.wait()
+        yield data[MiB:]
+
+    headers = {**TUS, **tenant.headers, "Content-Type": OFFSET_TYPE, "Upload-Offset": "0"}
+    first = asyncio.create_task(client.request("PATCH", url, headers=headers, content=slow_body()))
+    await asyncio.wait_for(halfway.wait(), 10)
+    # Other bytes at the same offset: before the lock, they waited, then overwrote.
+    rival = asyncio.create_task(append(client, tenant, url, 0, os.urandom(2 * MiB)))
+    answered, _ = await asyncio.wait({rival}, timeout=10)
+    go_on.set()
+    assert answered, "the second PATCH waited for the first instead of answering"
+    refused = rival.result()
+    assert refused.status_code == 423, refused.text
+    assert refused.json()["title"] == "Locked"
+    finished = await asyncio.wait_for(first, 10)
+    assert finished.status_code == 204, finished.text
+    assert finished.headers["upload-offset"] == str(len(data))
+    assert finished.headers["x-asset-version"] == "1"
+    asset_id = finished.headers["x-asset-id"]
+    assert (await content_of(client, tenant, asset_id)).content == data
+    versions = await client.get(f"/v1/assets/{asset_id}/versions", headers=tenant.headers)
+    assert versions.json()[0]["sha256"] == sha
+    # The lock went with the first request: the next PATCH is told the upload is done.
+    late = await append(client, tenant, url, 0, b"x")
+    assert late.status_code == 409, late.text
 
 
 class TestDiscovery:
@@ -455,6 +494,11 @@ class TestAppend:
             garbled = await tus(client, "PATCH", url, {**headers, "Upload-Offset": bad}, b"world")
             assert garbled.status_code == 400, (bad, garbled.text)
         assert await offset_of(client, tenant, url) == 5
+
+    async def test_a_patch_while_another_writes_is_423_and_changes_nothing(
+        self, client: httpx.AsyncClient, tenant: TenantCredentials
+    ) -> None:
+        await patch_while_another_writes(client, tenant)
 
     async def test_bytes_past_the_length_are_refused_and_none_kept(
         self, client: httpx.AsyncClient, tenant: TenantCredentials
