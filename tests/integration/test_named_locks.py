@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from assetd.db.locks import NamedLocks, lock_key
 from assetd.db.session import Database
@@ -143,6 +144,27 @@ async def test_another_process_holds_it_until_it_lets_go_or_dies(
         holder.send_signal(signal.SIGKILL)
         await asyncio.to_thread(holder.wait, 10)
     assert await becomes_free(db.locks, "upload:abc")
+
+
+async def test_a_lost_postgresql_connection_gives_the_lock_back(db: Database) -> None:
+    if db.is_sqlite:
+        pytest.skip("PostgreSQL's advisory locks")
+    async with db.locks.hold("upload:abc") as held:
+        assert held
+        # The lock's session dies under it (a restart, a network cut, an admin's kill).
+        async with db.engine.connect() as connection:
+            killed = await connection.scalar(
+                sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    " AND query LIKE '%pg_try_advisory_lock%'"
+                )
+            )
+        assert killed == 1
+    # The unlock failed quietly; the lock went with the session, and the broken connection
+    # did not go back to the pool.
+    assert await becomes_free(db.locks, "upload:abc")
+    assert await is_free(db.locks, "upload:other")
 
 
 async def test_in_memory_sqlite_locks_within_the_process() -> None:
