@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,6 +166,38 @@ async def test_a_lost_postgresql_connection_gives_the_lock_back(db: Database) ->
     # did not go back to the pool.
     assert await becomes_free(db.locks, "upload:abc")
     assert await is_free(db.locks, "upload:other")
+
+
+def test_threads_with_loops_of_their_own_never_hold_it_at_once(database_url: str) -> None:
+    # The job runner's threads each have a Database and an event loop of their own.
+    guard = threading.Lock()
+    inside, most, taken = 0, 0, 0
+
+    async def contend() -> None:
+        nonlocal inside, most, taken
+        db = Database(database_url)
+        try:
+            for _ in range(150):
+                async with db.locks.hold("upload:abc") as held:
+                    if not held:
+                        continue
+                    with guard:
+                        inside += 1
+                        taken += 1
+                        most = max(most, inside)
+                    await asyncio.sleep(0)
+                    with guard:
+                        inside -= 1
+        finally:
+            await db.dispose()
+
+    threads = [threading.Thread(target=asyncio.run, args=(contend(),)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert taken > 0
+    assert most == 1
 
 
 async def test_in_memory_sqlite_locks_within_the_process() -> None:

@@ -28,6 +28,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -54,32 +55,39 @@ def lock_key(name: str) -> int:
 
 @dataclass
 class _LockFile:
-    """This process's holds on one lock file, and the descriptor they share."""
+    """This process's holds on one lock file, and the descriptor they share.
+
+    `guard` because the job runner's threads have Database objects (and event loops) of
+    their own on the same file; every call under it is a quick, non-blocking syscall.
+    """
 
     path: Path
     held: set[int] = field(default_factory=set)
     fd: int | None = None
+    guard: threading.Lock = field(default_factory=threading.Lock)
 
     def take(self, key: int) -> bool:
-        if key in self.held:
-            return False  # lockf would grant it again: the process already owns the byte
-        if self.fd is None:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, key)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            self._close_if_idle()
-            return False
-        self.held.add(key)
-        return True
+        with self.guard:
+            if key in self.held:
+                return False  # lockf would grant it again: the process owns the byte
+            if self.fd is None:
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, key)
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                self._close_if_idle()
+                return False
+            self.held.add(key)
+            return True
 
     def release(self, key: int) -> None:
-        self.held.discard(key)
-        assert self.fd is not None
-        fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, key)
-        self._close_if_idle()
+        with self.guard:
+            self.held.discard(key)
+            assert self.fd is not None
+            fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, key)
+            self._close_if_idle()
 
     def _close_if_idle(self) -> None:
         # Closing drops every lock of this process on the file: only when none is held.
